@@ -1,0 +1,118 @@
+"""Model folders: ``config.json`` + ``model.safetensors`` + ``tokenizer.json`` + ``README.md``.
+
+Loading a model for inference never unpickles anything: weights are safetensors,
+configuration is JSON. Folders are written to a temporary sibling and renamed into
+place, so a crash never leaves a folder that looks whole but is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ModelFolderConfig
+from .errors import DiffuseqError
+from .model import DiffuSeqTransformer
+from .tokenizer import TextTokenizer, load_tokenizer
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
+CARD = "README.md"
+COMPLETE = ".complete"  # written last: a folder without it is not a finished checkpoint
+
+
+@dataclass
+class LoadedModel:
+    config: ModelFolderConfig
+    model: DiffuSeqTransformer
+    tokenizer: TextTokenizer
+    path: Path | None = None
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path):
+    """Yield a temporary folder beside ``final``; on success it replaces ``final`` in one rename."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        (tmp / COMPLETE).write_text("")
+        _fsync_dir(tmp)
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def is_complete(folder: Path) -> bool:
+    return (Path(folder) / COMPLETE).exists() and (Path(folder) / WEIGHTS).exists()
+
+
+def write_model_folder(
+    folder: Path, config: ModelFolderConfig, state_dict: dict, tokenizer: TextTokenizer, card: str, dtype=None
+) -> None:
+    """Write the four files of a model folder into ``folder`` (which must exist; see ``atomic_dir``)."""
+    folder = Path(folder)
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu() for k, v in state_dict.items()}
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "diffuseq_format": str(config.format_version)})
+    (folder / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    tokenizer.save(folder / TOKENIZER)
+    (folder / CARD).write_text(card)
+
+
+def save_model_folder(folder: Path, config: ModelFolderConfig, model: DiffuSeqTransformer, tokenizer: TextTokenizer, card: str, dtype=None) -> None:
+    """Atomically write a complete model folder for ``model``."""
+    with atomic_dir(folder) as tmp:
+        write_model_folder(tmp, config, model.state_dict(), tokenizer, card, dtype=dtype)
+
+
+def read_config(folder: Path) -> ModelFolderConfig:
+    path = Path(folder) / CONFIG
+    try:
+        return ModelFolderConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise DiffuseqError(f"{folder} is not a model folder (no {CONFIG})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DiffuseqError(f"{path}: invalid model configuration: {exc}") from None
+
+
+def load_model_folder(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model folder for inference (eval mode, float32 weights on ``device``)."""
+    folder = Path(folder)
+    config = read_config(folder)
+    model = DiffuSeqTransformer(config.model)
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except FileNotFoundError:
+        raise DiffuseqError(f"{folder} has no {WEIGHTS}") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise DiffuseqError(f"{folder / WEIGHTS}: cannot read weights ({exc})") from None
+    state = {k: v.float() for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DiffuseqError(f"{folder / WEIGHTS} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval().to(device)
+    return LoadedModel(config=config, model=model, tokenizer=load_tokenizer(folder / TOKENIZER), path=folder)

@@ -1,0 +1,14 @@
+"""Option aliases shared by several commands, defined once."""
+
+from typing import Annotated, Optional
+
+import typer
+
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[
+    Optional[str], typer.Option("--precision", help="fp32, bf16 or fp16 (default: bf16 on GPUs that support it, fp32 on CPU).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+NumSamplesOpt = Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Candidates per source line.")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (default: stdout).")]

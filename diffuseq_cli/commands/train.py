@@ -1,0 +1,8 @@
+"""`diffuseq train`."""
+
+import typer
+
+
+def train():
+    """(not yet implemented)"""
+    raise typer.Exit(1)

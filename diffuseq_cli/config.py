@@ -1,0 +1,130 @@
+"""Configuration dataclasses: one per concern, validated on creation, stored in ``config.json``.
+
+``ModelConfig`` is the denoiser's shape, ``DiffusionConfig`` the forward process,
+``SequenceConfig`` how a (source, target) pair becomes one token sequence.
+Presets name the sizes people ask for: ``tiny`` (tests), ``small`` (a CPU in
+hours) and ``base`` (the paper, section 4.1: 12 layers, 12 heads, hidden 768,
+d = 128, T = 2000, 128 positions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+FORMAT_VERSION = 1
+SCHEDULES = ("sqrt", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The transformer denoiser f_theta(z_t, t) -> z_0 (DESIGN.md section 3)."""
+
+    vocab_size: int
+    embed_dim: int = 128  # d: the word-embedding space diffusion runs in
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_size: int = 3072
+    time_embed_dim: int = 128  # width of the sinusoidal timestep features
+    max_positions: int = 128
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    self_condition: bool = False  # feed the previous z_0 estimate back as input
+
+    def __post_init__(self):
+        if self.vocab_size < 2:
+            raise ValueError("vocab_size must be at least 2")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.time_embed_dim % 2:
+            raise ValueError("time_embed_dim must be even")
+        for name in ("embed_dim", "hidden_size", "num_layers", "ffn_size", "max_positions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The forward process q(z_t | z_0) and how timesteps reach the model."""
+
+    steps: int = 2000  # T
+    schedule: str = "sqrt"
+    rescale_timesteps: bool = True  # the model sees t * 1000 / T, as the official code
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError("diffusion steps must be positive")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown noise schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Packing ``[CLS] x [SEP] [SEP] [CLS] y [SEP] [PAD]...`` (the official layout) and length facts."""
+
+    seq_len: int = 128
+    pad_id: int = 0
+    cls_id: int = 2
+    sep_id: int = 3
+    # Target lengths (tokens, specials included) seen in training: used to size the
+    # target region at generation time instead of always paying for seq_len positions.
+    target_len_p99: int = 0
+    target_ratio_p99: float = 0.0
+
+    def __post_init__(self):
+        if self.seq_len < 6:
+            raise ValueError("seq_len must be at least 6 (room for the special tokens)")
+
+
+@dataclass(frozen=True)
+class ModelFolderConfig:
+    """Everything ``config.json`` of a model folder holds."""
+
+    model: ModelConfig
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    format_version: int = FORMAT_VERSION
+    source: str = ""  # where the weights came from (training run, official checkpoint)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelFolderConfig":
+        version = data.get("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"model folder format {version} is newer than this diffuseq understands ({FORMAT_VERSION}); upgrade diffuseq")
+        return cls(
+            model=_build(ModelConfig, data["model"]),
+            diffusion=_build(DiffusionConfig, data.get("diffusion", {})),
+            sequence=_build(SequenceConfig, data.get("sequence", {})),
+            format_version=version,
+            source=data.get("source", ""),
+        )
+
+
+def _build(cls, data: dict):
+    """Build a dataclass from a dict, ignoring keys a newer writer may have added."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Sizes only; vocab_size comes from the tokenizer.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(embed_dim=16, hidden_size=64, num_layers=2, num_heads=4, ffn_size=256, time_embed_dim=32, dropout=0.0),
+    "small": dict(embed_dim=64, hidden_size=256, num_layers=4, num_heads=4, ffn_size=1024, time_embed_dim=128, dropout=0.1),
+    "base": dict(embed_dim=128, hidden_size=768, num_layers=12, num_heads=12, ffn_size=3072, time_embed_dim=128, dropout=0.1),
+}
+PRESET_STEPS = {"tiny": 100, "small": 2000, "base": 2000}
+
+
+def preset(name: str, vocab_size: int, max_positions: int = 128, **overrides) -> ModelConfig:
+    """A named model size with the given vocabulary; ``overrides`` change single fields."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    values = dict(PRESETS[name], vocab_size=vocab_size, max_positions=max_positions)
+    values.update(overrides)
+    return ModelConfig(**values)

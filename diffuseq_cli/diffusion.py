@@ -1,0 +1,151 @@
+"""The forward process with partial noising and the DiffuSeq training loss (paper section 3, eq. 2-3).
+
+Indexing follows the official code: timestep t ∈ {0..T-1}, ``alphas_cumprod[t]``
+is ᾱ after t+1 noising steps, and t = 0 is the lightest noise level. All
+schedule tables are float64; values are cast to the data's dtype when used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import schedule
+from .config import DiffusionConfig
+
+
+def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """table[t] shaped to broadcast against ``like`` (B, ...): returns (B, 1, ..., 1) in like's dtype."""
+    out = table.to(like.device)[t].to(like.dtype)
+    return out.view(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class Losses:
+    """Per-sequence loss terms (B,) each; ``loss`` is what training minimises."""
+
+    loss: torch.Tensor
+    mse: torch.Tensor
+    rounding: torch.Tensor
+    prior: torch.Tensor
+
+
+class Diffusion:
+    """Schedule tables and the math of q(z_t | z_0) with partial noising."""
+
+    def __init__(self, cfg: DiffusionConfig):
+        self.config = cfg
+        self.num_steps = cfg.steps
+        ac = schedule.alphas_cumprod(cfg.schedule, cfg.steps)
+        self.alphas_cumprod = torch.from_numpy(ac)  # (T,) float64
+        self.sqrt_ac = torch.from_numpy(np.sqrt(ac))
+        self.sqrt_one_minus_ac = torch.from_numpy(np.sqrt(1.0 - ac))
+
+    def model_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep as the model sees it: t · 1000 / T (float) when rescaling, else t."""
+        if self.config.rescale_timesteps:
+            return t.float() * (1000.0 / self.num_steps)
+        return t.float()
+
+    def q_sample(self, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """z_t = sqrt(ᾱ_t) z_0 + sqrt(1-ᾱ_t) ε on target positions; source positions stay z_0 exactly.
+
+        z0, noise: (B, L, d); t: (B,) long; target_mask: (B, L) bool, True where noised.
+        """
+        zt = extract(self.sqrt_ac, t, z0) * z0 + extract(self.sqrt_one_minus_ac, t, z0) * noise
+        return torch.where(target_mask[..., None], zt, z0)
+
+    def embed_noise_std(self) -> float:
+        """Std of q_φ(z_0 | w) = N(EMB(w), (1-ᾱ_0) I): the embedding step's noise."""
+        return float(self.sqrt_one_minus_ac[0])
+
+    def training_losses(
+        self,
+        model,
+        ids: torch.Tensor,
+        target_mask: torch.Tensor,
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Losses:
+        """The DiffuSeq objective (eq. 3) per sequence.
+
+        ids, target_mask: (B, L); t: (B,) long. With the model predicting z_0:
+        MSE(z_0, f(z_t, t)) over target positions for t ≥ 1, MSE(EMB(w), f(z_1, 0)) at t = 0,
+        plus the rounding term -log p(w | z_0) over all tokens and the prior term ‖sqrt(ᾱ_T) z_0‖².
+        """
+        emb = model.embed(ids)  # (B, L, d)
+        eps0 = torch.randn(emb.shape, generator=generator, device=emb.device, dtype=emb.dtype)
+        z0 = emb + self.embed_noise_std() * eps0
+        noise = torch.randn(emb.shape, generator=generator, device=emb.device, dtype=emb.dtype)
+        zt = self.q_sample(z0, t, noise, target_mask)
+        self_cond = None
+        if getattr(model, "config", None) is not None and model.config.self_condition:
+            self_cond = self._self_condition_estimate(model, zt, t, generator)
+        pred = model(zt, self.model_time(t), self_cond)  # (B, L, d)
+
+        m = target_mask.to(emb.dtype)[..., None]  # (B, L, 1)
+        count = (m.sum(dim=(1, 2)) * emb.shape[-1]).clamp_min(1.0)
+        target = torch.where((t == 0)[:, None, None], emb, z0)
+        mse = (((pred - target) ** 2) * m).sum(dim=(1, 2)) / count
+        logits = model.logits(z0)  # (B, L, V)
+        rounding = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none").mean(dim=1)
+        last = torch.full_like(t, self.num_steps - 1)
+        prior = ((extract(self.sqrt_ac, last, z0) * z0) ** 2 * m).sum(dim=(1, 2)) / count
+        return Losses(loss=mse + rounding + prior, mse=mse, rounding=rounding, prior=prior)
+
+    def _self_condition_estimate(self, model, zt, t, generator):
+        """Self-conditioning (Chen et al., 2022): half the time, condition on a detached first estimate."""
+        use = torch.rand(zt.shape[0], generator=generator, device=zt.device) < 0.5
+        with torch.no_grad():
+            first = model(zt, self.model_time(t), None)
+        return torch.where(use[:, None, None], first.detach(), torch.zeros_like(first))
+
+
+class LossAwareSampler:
+    """Importance sampling of timesteps, p_t ∝ sqrt(E[L_t²]) (paper eq. 4; Nichol & Dhariwal 2021).
+
+    Uniform until every t has ``history`` recorded losses; a small uniform share stays mixed in.
+    Its state is part of a training checkpoint so that a resumed run draws the same timesteps.
+    """
+
+    def __init__(self, num_steps: int, history: int = 10, uniform_prob: float = 0.001):
+        self.num_steps = num_steps
+        self.history = history
+        self.uniform_prob = uniform_prob
+        self.losses = np.zeros((num_steps, history), dtype=np.float64)
+        self.counts = np.zeros(num_steps, dtype=np.int64)
+
+    def weights(self) -> np.ndarray:
+        if not (self.counts == self.history).all():
+            return np.ones(self.num_steps, dtype=np.float64)
+        w = np.sqrt(np.mean(self.losses**2, axis=-1))
+        w = w / w.sum()
+        return w * (1 - self.uniform_prob) + self.uniform_prob / self.num_steps
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw (t (B,) long, importance weight 1/(T p_t) (B,) float32)."""
+        w = self.weights()
+        p = torch.from_numpy(w / w.sum())
+        t = torch.multinomial(p, batch_size, replacement=True, generator=generator)
+        weight = 1.0 / (self.num_steps * p[t])
+        return t, weight.float()
+
+    def update(self, t: list[int], losses: list[float]) -> None:
+        """Record per-timestep losses (all ranks' values, in the same order on every rank)."""
+        for ti, li in zip(t, losses):
+            if self.counts[ti] == self.history:
+                self.losses[ti, :-1] = self.losses[ti, 1:]
+                self.losses[ti, -1] = li
+            else:
+                self.losses[ti, self.counts[ti]] = li
+                self.counts[ti] += 1
+
+    def state_dict(self) -> dict:
+        return {"losses": torch.from_numpy(self.losses.copy()), "counts": torch.from_numpy(self.counts.copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.losses = state["losses"].numpy().astype(np.float64).copy()
+        self.counts = state["counts"].numpy().astype(np.int64).copy()

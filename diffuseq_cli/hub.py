@@ -1,0 +1,216 @@
+"""Find the model a command should load: a local folder, an official `.pt`, a task, or the Hub.
+
+Hub downloads go through `huggingface_hub.snapshot_download` into the standard Hugging Face
+cache, so HF_HOME / HF_HUB_CACHE / HF_ENDPOINT / HF_TOKEN / HF_HUB_OFFLINE mean what they mean
+everywhere else, and a model fetched once keeps working offline. The library checks sizes but
+not content, so every snapshot we return is checked here against the cache's own blob names
+(the file's etag: sha256 for LFS files, git blob sha1 for the rest). Checking costs one read of
+the files, which are small next to loading them, so it runs every time rather than trusting a
+marker file that could outlive the bytes it vouched for.
+
+`huggingface_hub` is imported inside the functions that need it, so that local models and
+`import diffuseq_cli.cli` do not pay for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Literal
+
+from . import tasks
+from .errors import DiffuseqError, UsageError
+
+# Everything a model folder or an official checkpoint needs; nothing that could be executed.
+HUB_FILES = ["config.json", "model.safetensors", "tokenizer.json", "README.md", "*.pt", "training_args.json"]
+
+_REPO_SPEC = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where the weights are. `path` is a model folder (kind "folder") or a `.pt` file (kind "official");
+    `source` says where they came from, for logs and model cards (Hub: `hub:ORG/NAME@COMMIT`)."""
+
+    path: Path
+    kind: Literal["folder", "official"]
+    source: str
+
+
+def resolve_model(
+    spec: str | None = None,
+    task: str | None = None,
+    *,
+    quiet: bool = False,
+    on_message: Callable[[str], None] | None = None,
+) -> ResolvedModel:
+    """Resolve `spec` (a path or `ORG/NAME[@REVISION]`), or else `task` (default "paraphrase").
+
+    An existing path wins over a Hub name, so `runs/x` is never sent to the Hub when it exists.
+    `quiet` silences huggingface_hub's progress bars; `on_message` hears about repairs to the cache.
+    """
+    if spec is None:
+        name = task or tasks.DEFAULT_TASK
+        return replace(resolve_model(tasks.resolve_task(name), quiet=quiet, on_message=on_message),
+                       source=f"task:{name}")
+    path = Path(spec).expanduser()
+    if path.exists():
+        return _local(path)
+    match = _REPO_SPEC.fullmatch(spec)
+    if match and not spec.startswith((".", "/", "~")):
+        return _from_hub(match["repo"], match["rev"], quiet=quiet, on_message=on_message)
+    raise UsageError(f"no such model folder or file: {spec} (expected a folder, a .pt file or ORG/NAME[@REVISION])")
+
+
+def _local(path: Path) -> ResolvedModel:
+    """Classify an existing path; an error says what a model folder should hold."""
+    path = path.resolve()
+    source = f"local:{path}"
+    if path.is_file():
+        if path.suffix == ".pt":
+            return ResolvedModel(path, "official", source)
+        raise UsageError(f"{path} is not a model: expected a model folder or an official .pt checkpoint")
+    if (path / "config.json").is_file():
+        return ResolvedModel(path, "folder", source)
+    if (path / "training_args.json").is_file() and (ema := _newest_ema(path)) is not None:
+        return ResolvedModel(ema, "official", f"local:{ema}")
+    raise UsageError(
+        f"{path} is not a model folder: expected config.json (a diffuseq model) "
+        "or ema_*.pt with training_args.json (an official DiffuSeq run)"
+    )
+
+
+def _newest_ema(folder: Path) -> Path | None:
+    """The EMA checkpoint with the highest step (`ema_0.9999_050000.pt`); mtime breaks ties."""
+    def key(p: Path) -> tuple[int, float]:
+        step = re.search(r"(\d+)\.pt$", p.name)
+        return (int(step[1]) if step else -1, p.stat().st_mtime)
+
+    candidates = [p for p in folder.glob("ema_*.pt") if p.is_file()]
+    return max(candidates, key=key) if candidates else None
+
+
+def _from_hub(repo: str, revision: str | None, *, quiet: bool,
+              on_message: Callable[[str], None] | None) -> ResolvedModel:
+    """Download (or find in the cache) a pinned snapshot, verify it, and classify it."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    revision = revision or "main"
+    silenced = quiet and not are_progress_bars_disabled()
+    if silenced:
+        disable_progress_bars()
+    try:
+        snapshot = Path(_snapshot(repo, revision))
+        _verify_snapshot(repo, snapshot, on_message)
+    finally:
+        if silenced:
+            enable_progress_bars()
+    commit = snapshot.name  # the cache names snapshot folders by commit hash
+    source = f"hub:{repo}@{commit}"
+    if (snapshot / "config.json").is_file():
+        return ResolvedModel(snapshot, "folder", source)
+    ema = _newest_ema(snapshot) or max(snapshot.glob("*.pt"), default=None)
+    if ema is not None:
+        return ResolvedModel(ema, "official", source)
+    raise DiffuseqError(f"{repo}@{revision} on the Hub holds no model: expected config.json or an official .pt file")
+
+
+def _snapshot(repo: str, revision: str) -> str:
+    """`snapshot_download` with its exceptions turned into one-line messages that say what to do."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    where = f"{repo}@{revision}"
+    try:
+        return snapshot_download(repo, revision=revision, allow_patterns=HUB_FILES)
+    except GatedRepoError as e:
+        raise DiffuseqError(f"{where} is gated on the Hub: accept its terms and set HF_TOKEN") from e
+    except RepositoryNotFoundError as e:
+        raise UsageError(f"no local folder {repo} and no Hub model {repo} (private? set HF_TOKEN)") from e
+    except RevisionNotFoundError as e:
+        raise UsageError(f"the Hub model {repo} has no revision '{revision}'") from e
+    except HFValidationError as e:
+        raise UsageError(f"not a Hub model name: {repo}") from e
+    except LocalEntryNotFoundError as e:  # offline or unreachable, and not (fully) in the cache
+        raise DiffuseqError(
+            f"cannot download {where} (no network, or HF_HUB_OFFLINE=1) and it is not fully cached; "
+            "connect once to fetch it, or pass a local model folder"
+        ) from e
+    except OSError as e:  # HTTP errors, disk errors
+        raise DiffuseqError(f"downloading {where} failed: {e}") from e
+
+
+def _verify_snapshot(repo: str, snapshot: Path, on_message: Callable[[str], None] | None) -> None:
+    """Check every file against its blob name; a bad file is removed and fetched once more."""
+    for file in sorted(p for p in snapshot.rglob("*") if not p.is_dir()):
+        name = file.relative_to(snapshot).as_posix()
+        if _blob_matches(file):
+            continue
+        blob = file.resolve()
+        _discard(file, blob)
+        if _offline():
+            raise DiffuseqError(
+                f"cached file {name} of {repo} was corrupt and has been removed; "
+                "run again with network access (without HF_HUB_OFFLINE=1) to download it again"
+            )
+        if on_message is not None:
+            on_message(f"cached file {name} of {repo} was corrupt; downloading it again")
+        _refetch(repo, snapshot.name, name)
+        if not _blob_matches(file):
+            _discard(file, file.resolve())
+            raise DiffuseqError(f"{name} of {repo}@{snapshot.name} does not match its checksum after a fresh download")
+
+
+def _blob_matches(file: Path) -> bool:
+    """Does the content hash to the name of the blob the snapshot links to?
+
+    The cache names each blob by the file's etag: sha256 of the content for LFS files, and the git
+    blob id `sha1(b"blob <size>\\0" + content)` for the rest. A file that is not such a link (no
+    symlinks, HF_HUB_DISABLE_SYMLINKS) or a blob named otherwise cannot be checked, and counts as bad.
+    """
+    if not file.is_symlink() or not file.exists():
+        if file.exists():
+            raise DiffuseqError(f"cannot verify {file}: the Hugging Face cache must use symlinks "
+                                "(unset HF_HUB_DISABLE_SYMLINKS)")
+        return False
+    blob = file.resolve()
+    etag = blob.name
+    if _SHA256.fullmatch(etag):
+        digest = hashlib.sha256()
+    elif _SHA1.fullmatch(etag):
+        digest = hashlib.sha1(b"blob %d\0" % blob.stat().st_size)
+    else:
+        raise DiffuseqError(f"cannot verify {file}: the server gave it the unrecognised etag '{etag}'")
+    with open(blob, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == etag
+
+
+def _discard(link: Path, blob: Path) -> None:
+    """Remove a bad file from the cache so that no reader (ours or another tool's) gets it again."""
+    for p in (link, blob):
+        if p.is_symlink() or p.is_file():
+            os.remove(p)
+
+
+def _refetch(repo: str, commit: str, filename: str) -> None:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(repo, filename, revision=commit, force_download=True)
+    except OSError as e:  # HfHubHTTPError, LocalEntryNotFoundError and disk errors are all OSErrors
+        raise DiffuseqError(f"cached file {filename} of {repo} was corrupt and downloading it again failed: {e}") from e
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()

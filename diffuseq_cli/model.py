@@ -1,0 +1,131 @@
+"""The DiffuSeq denoiser f_theta(z_t, t) -> z_0 (paper section 3; DESIGN.md section 3).
+
+A BERT-style post-LayerNorm transformer encoder over the whole sequence
+``z_t = x ⊕ y_t``. Inputs live in the d-dimensional word-embedding space; a
+Linear-Tanh-Linear projection lifts them to the hidden size and another brings
+them back. The timestep enters as sinusoidal features through a 2-layer MLP,
+added to every position with the learned position embeddings. The embedding
+table is tied to the output head (``lm_head``) which has its own bias.
+The computation matches the official code's (DESIGN.md section 4) so that
+converted official checkpoints give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features of (possibly fractional) timesteps: (B,) -> (B, dim), cosines first."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _projection(d_in: int, d_out: int) -> nn.Module:
+    """Linear-Tanh-Linear; its inner width is the hidden size (the larger side)."""
+    d_mid = max(d_in, d_out)
+    return nn.Sequential(nn.Linear(d_in, d_mid), nn.Tanh(), nn.Linear(d_mid, d_out))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout = cfg.dropout
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        B, L, H = h.shape
+        nh = self.num_heads
+
+        def heads(x):
+            return x.view(B, L, nh, H // nh).transpose(1, 2)  # (B, nh, L, hs)
+
+        q, k, v = heads(self.query(h)), heads(self.key(h)), heads(self.value(h))
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, nh, L, hs)
+        return y.transpose(1, 2).reshape(B, L, H)
+
+
+class Block(nn.Module):
+    """One post-LayerNorm BERT layer: LN(h + Attn(h)), then LN(h + FFN(h)) with exact-erf GELU."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn = SelfAttention(cfg)
+        self.attn_out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.ln_attn = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ffn_in = nn.Linear(cfg.hidden_size, cfg.ffn_size)
+        self.ffn_out = nn.Linear(cfg.ffn_size, cfg.hidden_size)
+        self.ln_ffn = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.ln_attn(h + self.drop(self.attn_out(self.attn(h))))
+        return self.ln_ffn(h + self.drop(self.ffn_out(F.gelu(self.ffn_in(h)))))
+
+
+class DiffuSeqTransformer(nn.Module):
+    """f_theta: (z_t (B, L, d), t (B,)) -> predicted z_0 (B, L, d)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        d, H = cfg.embed_dim, cfg.hidden_size
+        self.word_embedding = nn.Embedding(cfg.vocab_size, d)  # tied with the output head
+        self.lm_head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        t_hidden = 4 * cfg.time_embed_dim
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.time_embed_dim, t_hidden), nn.SiLU(), nn.Linear(t_hidden, H))
+        d_in = 2 * d if cfg.self_condition else d
+        self.up_proj = _projection(d_in, H) if d_in != H else nn.Identity()
+        self.position_embedding = nn.Embedding(cfg.max_positions, H)
+        self.ln_in = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.down_proj = _projection(H, d) if d != H else nn.Identity()
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # --- the embedding space -------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """EMB(w): token ids (B, L) -> embeddings (B, L, d)."""
+        return self.word_embedding(ids)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """p(w | z) through the tied head: (B, L, d) -> (B, L, V)."""
+        return F.linear(z, self.word_embedding.weight, self.lm_head_bias)
+
+    # --- the denoiser ----------------------------------------------------------
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, self_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """z_t (B, L, d), t (B,) as the model sees it (already rescaled) -> z_0 estimate (B, L, d)."""
+        B, L, _ = z_t.shape
+        if L > self.config.max_positions:
+            raise ValueError(f"sequence of {L} positions exceeds the model's {self.config.max_positions}")
+        if self.config.self_condition:
+            z_t = torch.cat([z_t, torch.zeros_like(z_t) if self_cond is None else self_cond], dim=-1)
+        temb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(z_t.dtype))  # (B, H)
+        pos = self.position_embedding.weight[:L]  # (L, H)
+        h = self.up_proj(z_t) + pos[None] + temb[:, None, :]  # (B, L, H)
+        h = self.drop(self.ln_in(h))
+        for block in self.blocks:
+            h = block(h)
+        return self.down_proj(h)  # (B, L, d)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

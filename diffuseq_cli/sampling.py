@@ -1,0 +1,145 @@
+"""Reverse process: one sampling loop over explicit (t, t_prev) pairs, samplers that differ only in ``step``.
+
+Paper section 3 ("Training and Inference Methods"): start from EMB(x) ⊕ N(0, I);
+at every step round the predicted z_0 to the nearest word embedding (L2) and put
+EMB(x) back on the source positions (the anchoring function). Skipping steps is
+done on the schedule: a sampler visiting steps s_K > ... > s_1 uses the true ᾱ of
+exactly those steps (improved-diffusion's respacing), with ᾱ_prev = 1 after the last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .diffusion import Diffusion
+
+# noise_fn(step_index, shape_like) -> a noise tensor like ``shape_like`` (B, L, d)
+NoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+def step_schedule(num_steps: int, T: int) -> list[int]:
+    """``num_steps`` timesteps out of 0..T-1, evenly spaced, descending, always ending at 0 and starting at T-1."""
+    if not 1 <= num_steps <= T:
+        raise ValueError(f"steps must be between 1 and the model's T = {T}, got {num_steps}")
+    if num_steps == 1:
+        return [T - 1]
+    frac = (T - 1) / (num_steps - 1)
+    steps = sorted({round(i * frac) for i in range(num_steps)}, reverse=True)
+    return steps
+
+
+class DDIMSampler:
+    """Song et al. (2021), eq. 12, on the visited steps' ᾱ; eta = 0 is deterministic."""
+
+    name = "ddim"
+
+    def __init__(self, eta: float = 0.0):
+        self.eta = eta
+
+    @property
+    def needs_noise(self) -> bool:
+        return self.eta > 0
+
+    def step(self, z0: torch.Tensor, zt: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor, noise) -> torch.Tensor:
+        # (1) ε implied by z_t and the z_0 estimate
+        eps = (zt - a_t.sqrt() * z0) / (1 - a_t).sqrt()
+        # (2) σ_t = η sqrt((1-ᾱ_prev)/(1-ᾱ_t)) sqrt(1 - ᾱ_t/ᾱ_prev)
+        sigma = self.eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+        # (3) z_prev = sqrt(ᾱ_prev) z_0 + sqrt(1-ᾱ_prev-σ²) ε + σ noise
+        out = a_prev.sqrt() * z0 + (1 - a_prev - sigma**2).clamp_min(0).sqrt() * eps
+        if noise is not None:
+            out = out + sigma * noise
+        return out
+
+
+class DDPMSampler:
+    """Ancestral sampling from the posterior q(z_prev | z_t, z_0) (paper appendix A, eq. 14).
+
+    ``variance="large"`` uses β_t (the official default for a fixed variance, σ² = β, with the
+    posterior variance at the first step); ``"small"`` uses the posterior variance β̃_t.
+    """
+
+    name = "ddpm"
+    needs_noise = True
+
+    def __init__(self, variance: str = "large"):
+        if variance not in ("large", "small"):
+            raise ValueError("variance must be 'large' or 'small'")
+        self.variance = variance
+
+    def step(self, z0, zt, a_t, a_prev, noise):
+        beta = 1 - a_t / a_prev  # the visited step's β (respaced when steps are skipped)
+        # (1) posterior mean μ̃(z_t, z_0)
+        mean = (a_prev.sqrt() * beta / (1 - a_t)) * z0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * zt
+        # (2) its variance
+        post_var = beta * (1 - a_prev) / (1 - a_t)
+        var = post_var if self.variance == "small" else torch.where(a_prev < 1, beta, post_var)
+        is_last = a_prev >= 1  # ᾱ_prev = 1 only after the final step: no noise there
+        if noise is None:
+            return mean
+        return mean + torch.where(is_last, torch.zeros_like(var), var.sqrt()) * noise
+
+
+def make_sampler(name: str, eta: float = 0.0):
+    if name == "ddim":
+        return DDIMSampler(eta)
+    if name == "ddpm":
+        return DDPMSampler()
+    raise ValueError(f"unknown sampler {name!r}; choose ddim or ddpm")
+
+
+def round_to_embeddings(z: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest embedding row by L2 for each position: z (B, L, d), table (V, d) -> (rows (B, L, d), ids (B, L))."""
+    flat = z.reshape(-1, z.shape[-1])
+    # ‖z - e‖² = ‖z‖² - 2 z·e + ‖e‖²; ‖z‖² does not change the argmin.
+    dist = (table * table).sum(-1)[None, :] - 2 * flat @ table.T  # (B·L, V)
+    ids = dist.argmin(dim=-1)
+    return table[ids].view_as(z), ids.view(z.shape[:-1])
+
+
+@dataclass
+class SampleOutput:
+    sample: torch.Tensor  # final z_0 (B, L, d)
+    tokens: torch.Tensor  # argmax of the head (B, L)
+
+
+@torch.no_grad()
+def sample_loop(
+    model,
+    diffusion: Diffusion,
+    z_T: torch.Tensor,
+    source_emb: torch.Tensor,
+    target_mask: torch.Tensor,
+    steps: Sequence[int],
+    sampler,
+    noise_fn: NoiseFn | None = None,
+    rounding: bool = True,
+) -> SampleOutput:
+    """Run the reverse process over ``steps`` (descending timesteps) from z_T.
+
+    z_T, source_emb: (B, L, d); target_mask: (B, L) bool, True on the generated part.
+    ``noise_fn(i, like)`` supplies the noise for step i (None for deterministic samplers).
+    """
+    keep = ~target_mask[..., None]
+    z = torch.where(keep, source_emb, z_T)
+    table = model.word_embedding.weight.to(z.dtype)
+    ac = diffusion.alphas_cumprod
+    self_cond = None
+    for i, t in enumerate(steps):
+        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+        tt = torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
+        z0 = model(z, diffusion.model_time(tt), self_cond)
+        if model.config.self_condition:
+            self_cond = z0
+        if rounding:
+            z0, _ = round_to_embeddings(z0, table)
+        a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype)
+        a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype)
+        noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None
+        z = sampler.step(z0, z, a_t.to(z.device), a_prev.to(z.device), noise)
+        z = torch.where(keep, source_emb, z)  # anchoring: the source part is EMB(x) again
+    tokens = model.logits(z).argmax(dim=-1)
+    return SampleOutput(sample=z, tokens=tokens)

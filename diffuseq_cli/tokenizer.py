@@ -1,0 +1,98 @@
+"""Tokenizers: a BPE trained on the training data (the paper's choice), a saved ``tokenizer.json``,
+or a WordPiece ``vocab.txt`` (bert-base-uncased, the vocabulary of official checkpoints).
+
+Every tokenizer we use has the four special tokens the sequence layout needs:
+[PAD], [UNK], [CLS], [SEP]. Encoding never adds specials (the packer does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from .errors import DiffuseqError
+
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+class TextTokenizer:
+    """A thin wrapper over a ``tokenizers.Tokenizer`` that knows the special ids."""
+
+    def __init__(self, tok: Tokenizer):
+        self.tok = tok
+        ids = {s: tok.token_to_id(s) for s in SPECIALS}
+        missing = [s for s, i in ids.items() if i is None]
+        if missing:
+            raise DiffuseqError(f"tokenizer lacks the special tokens {', '.join(missing)}")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id = (ids[s] for s in SPECIALS)
+        self.special_ids = frozenset(ids.values())
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, seqs: list[list[int]]) -> list[str]:
+        """Token ids -> text, special tokens and padding dropped (as the official decoding does)."""
+        clean = [[i for i in s if i not in self.special_ids] for s in seqs]
+        return [" ".join(t.split()) for t in self.tok.decode_batch(clean, skip_special_tokens=True)]
+
+    def save(self, path: Path) -> None:
+        self.tok.save(str(path))
+
+    def to_str(self) -> str:
+        return self.tok.to_str()
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> TextTokenizer:
+    """Train a byte-fallback-free BPE over whitespace-split text (Metaspace keeps spaces recoverable)."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIALS), show_progress=False
+    )
+    tok.train_from_iterator(_nonempty(texts), trainer=trainer)
+    return TextTokenizer(tok)
+
+
+def _nonempty(texts: Iterable[str]) -> Iterator[str]:
+    for t in texts:
+        if t:
+            yield t
+
+
+def load_tokenizer(path: str | Path) -> TextTokenizer:
+    """Load ``tokenizer.json`` or a WordPiece ``vocab.txt`` (lower-cased, as bert-base-uncased)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("tokenizer.json", "vocab.txt"):
+            if (path / name).exists():
+                path = path / name
+                break
+    if not path.exists():
+        raise DiffuseqError(f"tokenizer file not found: {path}")
+    if path.suffix == ".json":
+        return TextTokenizer(Tokenizer.from_file(str(path)))
+    return TextTokenizer(_wordpiece(path))
+
+
+def _wordpiece(vocab_txt: Path) -> Tokenizer:
+    vocab = {}
+    with open(vocab_txt, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            vocab[line.rstrip("\n")] = i
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok
+
+
+def tokenizer_from_str(text: str) -> TextTokenizer:
+    return TextTokenizer(Tokenizer.from_str(text))
