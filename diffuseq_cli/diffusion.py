@@ -68,40 +68,40 @@ class Diffusion:
         ids: torch.Tensor,
         target_mask: torch.Tensor,
         t: torch.Tensor,
-        generator: torch.Generator | None = None,
+        eps0: torch.Tensor,
+        noise: torch.Tensor,
+        self_cond_mask: torch.Tensor | None = None,
     ) -> Losses:
         """The DiffuSeq objective (eq. 3) per sequence.
 
-        ids, target_mask: (B, L); t: (B,) long. With the model predicting z_0:
-        MSE(z_0, f(z_t, t)) over target positions for t ≥ 1, MSE(EMB(w), f(z_1, 0)) at t = 0,
-        plus the rounding term -log p(w | z_0) over all tokens and the prior term ‖sqrt(ᾱ_T) z_0‖².
+        ids, target_mask: (B, L); t: (B,) long; eps0, noise: (B, L, d) standard normal draws
+        (passed in, so that callers control randomness across devices). With the model
+        predicting z_0: MSE(z_0, f(z_t, t)) over target positions for t ≥ 1,
+        MSE(EMB(w), f(z_1, 0)) at t = 0, plus the rounding term -log p(w | z_0) over all
+        tokens and the prior term ‖sqrt(ᾱ_T) z_0‖² over target positions.
+        ``self_cond_mask`` (B,) bool: where True, condition on a detached first estimate
+        (self-conditioning, Chen et al. 2022); only for models built with it.
         """
         emb = model.embed(ids)  # (B, L, d)
-        eps0 = torch.randn(emb.shape, generator=generator, device=emb.device, dtype=emb.dtype)
-        z0 = emb + self.embed_noise_std() * eps0
-        noise = torch.randn(emb.shape, generator=generator, device=emb.device, dtype=emb.dtype)
-        zt = self.q_sample(z0, t, noise, target_mask)
+        z0 = emb + self.embed_noise_std() * eps0.to(emb.dtype)
+        zt = self.q_sample(z0, t, noise.to(emb.dtype), target_mask)
+        mt = self.model_time(t)
         self_cond = None
-        if getattr(model, "config", None) is not None and model.config.self_condition:
-            self_cond = self._self_condition_estimate(model, zt, t, generator)
-        pred = model(zt, self.model_time(t), self_cond)  # (B, L, d)
+        if model.config.self_condition:
+            with torch.no_grad():
+                first = model(zt, mt, None).detach()
+            self_cond = torch.where(self_cond_mask[:, None, None], first, torch.zeros_like(first))
+        pred = model(zt, mt, self_cond)  # (B, L, d)
 
         m = target_mask.to(emb.dtype)[..., None]  # (B, L, 1)
         count = (m.sum(dim=(1, 2)) * emb.shape[-1]).clamp_min(1.0)
         target = torch.where((t == 0)[:, None, None], emb, z0)
         mse = (((pred - target) ** 2) * m).sum(dim=(1, 2)) / count
         logits = model.logits(z0)  # (B, L, V)
-        rounding = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none").mean(dim=1)
+        rounding = F.cross_entropy(logits.transpose(1, 2).float(), ids, reduction="none").mean(dim=1)
         last = torch.full_like(t, self.num_steps - 1)
         prior = ((extract(self.sqrt_ac, last, z0) * z0) ** 2 * m).sum(dim=(1, 2)) / count
         return Losses(loss=mse + rounding + prior, mse=mse, rounding=rounding, prior=prior)
-
-    def _self_condition_estimate(self, model, zt, t, generator):
-        """Self-conditioning (Chen et al., 2022): half the time, condition on a detached first estimate."""
-        use = torch.rand(zt.shape[0], generator=generator, device=zt.device) < 0.5
-        with torch.no_grad():
-            first = model(zt, self.model_time(t), None)
-        return torch.where(use[:, None, None], first.detach(), torch.zeros_like(first))
 
 
 class LossAwareSampler:

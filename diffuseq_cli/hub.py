@@ -56,13 +56,13 @@ def resolve_model(
     """
     if spec is None:
         name = task or tasks.DEFAULT_TASK
-        return replace(resolve_model(tasks.resolve_task(name), quiet=quiet, on_message=on_message),
-                       source=f"task:{name}")
+        model = resolve_model(tasks.resolve_task(name), quiet=quiet, on_message=on_message)
+        return replace(model, source=f"task:{name} {model.source}")
     path = Path(spec).expanduser()
     if path.exists():
         return _local(path)
     match = _REPO_SPEC.fullmatch(spec)
-    if match and not spec.startswith((".", "/", "~")):
+    if match and not spec.startswith((".", "/", "~")) and not spec.endswith(".pt"):
         return _from_hub(match["repo"], match["rev"], quiet=quiet, on_message=on_message)
     raise UsageError(f"no such model folder or file: {spec} (expected a folder, a .pt file or ORG/NAME[@REVISION])")
 
@@ -123,7 +123,7 @@ def _from_hub(repo: str, revision: str | None, *, quiet: bool,
 def _snapshot(repo: str, revision: str) -> str:
     """`snapshot_download` with its exceptions turned into one-line messages that say what to do."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
+    from huggingface_hub.utils import (
         GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
     )
 
@@ -140,8 +140,8 @@ def _snapshot(repo: str, revision: str) -> str:
         raise UsageError(f"not a Hub model name: {repo}") from e
     except LocalEntryNotFoundError as e:  # offline or unreachable, and not (fully) in the cache
         raise DiffuseqError(
-            f"cannot download {where} (no network, or HF_HUB_OFFLINE=1) and it is not fully cached; "
-            "connect once to fetch it, or pass a local model folder"
+            f"no local folder {repo}, and {where} cannot be downloaded (no network, or HF_HUB_OFFLINE=1) "
+            "and is not fully cached; connect once to fetch it, or pass a local model folder"
         ) from e
     except OSError as e:  # HTTP errors, disk errors
         raise DiffuseqError(f"downloading {where} failed: {e}") from e
@@ -153,8 +153,7 @@ def _verify_snapshot(repo: str, snapshot: Path, on_message: Callable[[str], None
         name = file.relative_to(snapshot).as_posix()
         if _blob_matches(file):
             continue
-        blob = file.resolve()
-        _discard(file, blob)
+        _discard(name, file)
         if _offline():
             raise DiffuseqError(
                 f"cached file {name} of {repo} was corrupt and has been removed; "
@@ -164,7 +163,7 @@ def _verify_snapshot(repo: str, snapshot: Path, on_message: Callable[[str], None
             on_message(f"cached file {name} of {repo} was corrupt; downloading it again")
         _refetch(repo, snapshot.name, name)
         if not _blob_matches(file):
-            _discard(file, file.resolve())
+            _discard(name, file)
             raise DiffuseqError(f"{name} of {repo}@{snapshot.name} does not match its checksum after a fresh download")
 
 
@@ -173,14 +172,15 @@ def _blob_matches(file: Path) -> bool:
 
     The cache names each blob by the file's etag: sha256 of the content for LFS files, and the git
     blob id `sha1(b"blob <size>\\0" + content)` for the rest. A file that is not such a link (no
-    symlinks, HF_HUB_DISABLE_SYMLINKS) or a blob named otherwise cannot be checked, and counts as bad.
+    symlinks, HF_HUB_DISABLE_SYMLINKS) or a blob named otherwise cannot be checked: that is an error,
+    not a pass.
     """
-    if not file.is_symlink() or not file.exists():
-        if file.exists():
-            raise DiffuseqError(f"cannot verify {file}: the Hugging Face cache must use symlinks "
-                                "(unset HF_HUB_DISABLE_SYMLINKS)")
-        return False
+    if not file.is_symlink():
+        raise DiffuseqError(f"cannot verify {file}: the Hugging Face cache must use symlinks "
+                            "(unset HF_HUB_DISABLE_SYMLINKS)")
     blob = file.resolve()
+    if not blob.is_file():
+        return False  # dangling link: the blob is gone
     etag = blob.name
     if _SHA256.fullmatch(etag):
         digest = hashlib.sha256()
@@ -194,11 +194,14 @@ def _blob_matches(file: Path) -> bool:
     return digest.hexdigest() == etag
 
 
-def _discard(link: Path, blob: Path) -> None:
-    """Remove a bad file from the cache so that no reader (ours or another tool's) gets it again."""
-    for p in (link, blob):
-        if p.is_symlink() or p.is_file():
-            os.remove(p)
+def _discard(name: str, link: Path) -> None:
+    """Remove a bad file (link and blob) from the cache so that no reader, ours or another tool's, gets it again."""
+    try:
+        for p in (link.resolve(), link):
+            if p.is_symlink() or p.is_file():
+                os.remove(p)
+    except OSError as e:  # a read-only shared cache, say
+        raise DiffuseqError(f"cached file {name} is corrupt and cannot be removed: {e}") from e
 
 
 def _refetch(repo: str, commit: str, filename: str) -> None:
@@ -213,4 +216,5 @@ def _refetch(repo: str, commit: str, filename: str) -> None:
 def _offline() -> bool:
     from huggingface_hub import constants
 
-    return constants.is_offline_mode()
+    is_offline_mode = getattr(constants, "is_offline_mode", None)  # a function since 1.x, a constant before
+    return is_offline_mode() if is_offline_mode else bool(constants.HF_HUB_OFFLINE)

@@ -1,8 +1,128 @@
-"""`diffuseq evaluate`."""
+"""`diffuseq evaluate`: the paper's metrics for prediction files against references."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from .options import QuietOpt
 
-def evaluate():
-    """(not yet implemented)"""
-    raise typer.Exit(1)
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    text = "text"
+
+
+def evaluate(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Prediction files, then the references file last (unless --refs is given).",
+                       show_default=False, metavar="FILE"),
+    ],
+    refs: Annotated[Optional[Path], typer.Option("--refs", "-r", help="References file; then every FILE is predictions.")] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", "-n", min=1, help="Each predictions file holds K consecutive lines per reference.")
+    ] = 1,
+    mbr: Annotated[bool, typer.Option("--mbr", help="Add a row for the MBR choice (summed sentence BLEU) among the samples.")] = False,
+    sources: Annotated[Optional[Path], typer.Option("--sources", "-s", help="Source file: add the copy-the-source baseline row.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="table (rich, on stderr), json or text (on stdout).")] = Format.table,
+    bertscore: Annotated[bool, typer.Option("--bertscore", help="Add BERTScore F1 (needs the 'bertscore' extra).")] = False,
+    bertscore_model: Annotated[Optional[str], typer.Option("--bertscore-model", help="BERTScore model (implies --bertscore).")] = None,
+    quiet: QuietOpt = False,
+):
+    """Score predictions the way the DiffuSeq paper does: BLEU, ROUGE-L, dist-1, length,
+    self-BLEU and div-4 over several samples, and the MBR choice.
+
+    Every line is one hypothesis (an empty line is an empty hypothesis), aligned with the
+    references line by line. Several prediction files (or -n K) are samples of one source.
+
+    Examples:
+
+      diffuseq evaluate preds.txt refs.txt
+
+      diffuseq evaluate seed0.txt seed1.txt seed2.txt refs.txt --mbr --sources src.txt
+
+      diffuseq evaluate samples.txt refs.txt -n 10 --mbr --format json | jq .mbr.bleu
+    """
+    from ..errors import UsageError
+    from ..evaluate import DEFAULT_BERTSCORE_MODEL, evaluate as run, load_inputs
+
+    preds = list(files)
+    if refs is None:
+        if len(preds) < 2:
+            raise UsageError("give at least one predictions file and the references file (or --refs FILE)")
+        refs = preds.pop()
+    columns, names, ref_lines, source_lines = load_inputs(preds, refs, per_line=num_samples, sources_path=sources)
+    model = bertscore_model or (DEFAULT_BERTSCORE_MODEL if bertscore else None)
+    with _progress(enabled=not quiet) as on_progress:
+        report = run(columns, ref_lines, names=names, sources=source_lines, mbr=mbr,
+                     bertscore_model=model, on_progress=on_progress)
+    if fmt is Format.json:
+        typer.echo(json.dumps(report.to_dict()))
+    elif fmt is Format.text:
+        typer.echo("\n".join(f"{key} = {value}" for key, value in _text_items(report)))
+    else:
+        _table(report)
+
+
+def _text_items(report):
+    """``key = value`` pairs: ``metric[row]`` for each row, then the set-level numbers."""
+    for row in report.rows():
+        for key, value in row.to_dict().items():
+            if key != "name":
+                yield f"{key}[{row.name}]", value
+    if report.self_bleu is not None:
+        yield "self_bleu", report.self_bleu
+        yield "div_4", report.div_4
+    yield "signature", report.signature
+
+
+def _table(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    bert = any(row.bertscore is not None for row in report.rows())
+    table = Table(title=f"{report.lines} lines, {report.samples} sample(s) per source")
+    for header in ["", "BLEU", "ROUGE-L", "dist-1", "avg len"] + (["BERTScore"] if bert else []):
+        table.add_column(header, justify="left" if not header else "right")
+    for i, row in enumerate(report.rows()):
+        cells = [f"{row.bleu:.4f}", f"{row.rouge_l:.4f}", f"{row.dist_1:.4f}", f"{row.avg_len:.2f}"]
+        if bert:
+            cells.append("" if row.bertscore is None else f"{row.bertscore:.4f}")
+        table.add_row(row.name, *cells, end_section=i == len(report.files) - 1)
+    console = Console(stderr=True, highlight=False)
+    console.print(table)
+    if report.self_bleu is not None:
+        console.print(f"self-BLEU {report.self_bleu:.4f}   div-4 {report.div_4:.4f}")
+    console.print(f"[dim]{report.signature}[/]")
+
+
+class _progress:
+    """A rich progress bar over sources while self-BLEU / MBR run; silent off a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("scoring", total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+

@@ -1,8 +1,72 @@
-"""`diffuseq rerank`."""
+"""`diffuseq rerank`: MBR selection over candidate sets that already exist."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
 
 import typer
 
+from .options import OutputOpt
 
-def rerank():
-    """(not yet implemented)"""
-    raise typer.Exit(1)
+
+class Metric(str, Enum):
+    bleu = "bleu"
+    rouge_l = "rouge_l"
+    chrf = "chrf"
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    text = "text"
+    jsonl = "jsonl"
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+
+
+def rerank(
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Candidate files: one per sample (line-aligned), one with -n K lines per source, "
+                       "or JSONL from generate. '-' reads stdin.", show_default=False, metavar="CANDIDATES"),
+    ],
+    num_samples: Annotated[
+        Optional[int], typer.Option("--num-samples", "-n", min=1, help="K consecutive lines per source in one text file.")
+    ] = None,
+    metric: Annotated[Metric, typer.Option("--metric", "-m", help="Utility between candidates.")] = Metric.bleu,
+    nbest: Annotated[int, typer.Option("--nbest", min=1, help="Print the N best candidates per source, best first.")] = 1,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text (N lines per source) or jsonl (one object per source).")] = OutputFormat.text,
+    input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first line starts with '{'.")] = InputFormat.auto,
+    output: OutputOpt = None,
+):
+    """Pick, for each source, the candidate that agrees most with the others (minimum Bayes risk).
+
+    A candidate's expected utility is the sum of its sentence BLEU (or --metric) against the
+    other candidates of the same source; the highest wins, the first on ties. Output keeps input order.
+
+    Examples:
+
+      diffuseq rerank seed0.txt seed1.txt seed2.txt > best.txt
+
+      diffuseq rerank candidates.txt -n 10 --nbest 3 > top3.txt
+
+      diffuseq generate -i in.txt -n 10 --format jsonl | diffuseq rerank - --format jsonl -o ranked.jsonl
+    """
+    from ..errors import DataError
+    from ..rerank import read_candidate_sets, rerank as run
+    from ..textio import atomic_output
+
+    sets = read_candidate_sets(files, per_line=num_samples, input_format=input_format.value)
+    results = run(sets, metric=metric.value, nbest=nbest)
+    with atomic_output(output) as out:
+        for number, result in enumerate(results, start=1):
+            if fmt is OutputFormat.jsonl:
+                out.write(result.to_json(nbest) + "\n")
+                continue
+            for line in result.nbest(nbest):
+                if "\n" in line or "\r" in line:
+                    raise DataError(f"source {number}: a candidate contains a line break; use --format jsonl")
+                out.write(line + "\n")

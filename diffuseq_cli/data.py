@@ -1,0 +1,206 @@
+"""Training data: robust JSONL reading, the official sequence layout, flat token arrays, length-aware batches.
+
+A pair becomes ``[CLS] x [SEP] [SEP] [CLS] y [SEP] [PAD]...`` (DESIGN.md section 4); the
+first ``n_src`` positions (through the second [SEP]) are the source, everything after,
+padding included, is target: the model decides the length by generating padding.
+Token ids of millions of lines live in one int32 array with offsets, not Python lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import DataError
+
+NUM_SPECIALS = 5  # [CLS] [SEP] [SEP] [CLS] [SEP]
+
+
+def read_pairs(path: str | Path) -> Iterator[tuple[str, str, int]]:
+    """Yield (src, trg, line_number) from a JSONL file of {"src", "trg"} objects.
+
+    Accepts a UTF-8 BOM, CRLF endings, a missing final newline and blank lines (skipped);
+    anything else wrong is a DataError naming the file and line.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    with fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", path, n) from None
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"malformed JSON ({exc.msg})", path, n) from None
+            if not isinstance(obj, dict):
+                raise DataError("expected a JSON object with 'src' and 'trg'", path, n)
+            for key in ("src", "trg"):
+                if key not in obj:
+                    raise DataError(f"missing key {key!r}", path, n)
+                if not isinstance(obj[key], str):
+                    raise DataError(f"{key!r} must be a string", path, n)
+            yield obj["src"], obj["trg"], n
+
+
+def truncate_pair(x: list[int], y: list[int], budget: int) -> tuple[list[int], list[int], bool]:
+    """Shorten the longer side first until len(x) + len(y) <= budget; both sides keep at least one token."""
+    if len(x) + len(y) <= budget:
+        return x, y, False
+    x, y = list(x), list(y)
+    while len(x) + len(y) > budget:
+        if len(x) >= len(y) and len(x) > 1:
+            x.pop()
+        elif len(y) > 1:
+            y.pop()
+        else:
+            x.pop()
+    return x, y, True
+
+
+def pack(x: list[int], y: list[int], cls_id: int, sep_id: int) -> tuple[list[int], int]:
+    """The official layout without padding: (ids, n_src)."""
+    src = [cls_id, *x, sep_id, sep_id]
+    return src + [cls_id, *y, sep_id], len(src)
+
+
+@dataclass
+class TokenizedData:
+    """All packed sequences in one flat array: sequence i is ids[offsets[i]:offsets[i+1]]."""
+
+    ids: np.ndarray  # (N_tokens,) int32
+    offsets: np.ndarray  # (N+1,) int64
+    n_src: np.ndarray  # (N,) int32
+    truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.n_src)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, ids=self.ids, offsets=self.offsets, n_src=self.n_src, truncated=np.array(self.truncated))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "TokenizedData":
+        z = np.load(path)
+        return cls(ids=z["ids"], offsets=z["offsets"], n_src=z["n_src"], truncated=int(z["truncated"]))
+
+
+def tokenize_file(path, tokenizer, seq_len: int, chunk: int = 4096) -> TokenizedData:
+    """Read, tokenize and pack a JSONL file in chunks (memory stays proportional to the token count)."""
+    ids_parts, lens, n_src_all = [], [], []
+    truncated = 0
+    budget = seq_len - NUM_SPECIALS
+
+    def flush(srcs, trgs):
+        nonlocal truncated
+        for x, y in zip(tokenizer.encode(srcs), tokenizer.encode(trgs)):
+            x, y, cut = truncate_pair(x, y, budget)
+            truncated += cut
+            seq, ns = pack(x, y, tokenizer.cls_id, tokenizer.sep_id)
+            ids_parts.append(np.asarray(seq, dtype=np.int32))
+            lens.append(len(seq))
+            n_src_all.append(ns)
+
+    srcs, trgs = [], []
+    for s, t, _ in read_pairs(path):
+        srcs.append(s)
+        trgs.append(t)
+        if len(srcs) == chunk:
+            flush(srcs, trgs)
+            srcs, trgs = [], []
+    if srcs:
+        flush(srcs, trgs)
+    if not lens:
+        raise DataError("no examples (the file is empty)", path)
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    return TokenizedData(np.concatenate(ids_parts), offsets, np.asarray(n_src_all, dtype=np.int32), truncated)
+
+
+def cache_key(path, tokenizer_json: str, seq_len: int) -> str:
+    """Content hash of the data file, the tokenizer and the packing settings."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    h.update(hashlib.sha256(tokenizer_json.encode()).digest())
+    h.update(f"seq_len={seq_len};layout=official-v1".encode())
+    return h.hexdigest()[:20]
+
+
+def load_or_tokenize(path, tokenizer, seq_len: int, cache_dir: Path) -> TokenizedData:
+    """Tokenized data from the cache when the file, tokenizer and settings are unchanged."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir / f"{Path(path).stem}-{cache_key(path, tokenizer.to_str(), seq_len)}.npz"
+    if cached.exists():
+        return TokenizedData.load(cached)
+    data = tokenize_file(path, tokenizer, seq_len)
+    data.save(cached)
+    return data
+
+
+def length_stats(data: TokenizedData) -> tuple[int, float]:
+    """(99th percentile of target lengths, 99th percentile of target/source length ratio), specials included."""
+    trg = data.lengths - data.n_src
+    ratio = trg / np.maximum(data.n_src, 1)
+    return int(np.ceil(np.percentile(trg, 99))), float(np.percentile(ratio, 99))
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, pool: int = 64) -> list[np.ndarray]:
+    """Length-aware batches for one epoch: shuffle, sort within pools of ``pool`` batches, shuffle batches.
+
+    Deterministic in (seed, epoch), so every rank computes the same global batches.
+    Only full batches are used (the remainder of an epoch goes into the next shuffle).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    n_full = len(order) // batch_size
+    if n_full == 0:
+        raise DataError(f"only {len(lengths)} examples, fewer than one batch of {batch_size}")
+    order = order[: n_full * batch_size]
+    chunk = batch_size * pool
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(data: TokenizedData, index: np.ndarray, pad_id: int, multiple: int = 8, max_len: int | None = None):
+    """Pad the sequences of ``index`` to the batch's longest (rounded up to ``multiple``).
+
+    Returns (ids (B, L) int64 array, target_mask (B, L) bool array).
+    """
+    lens = data.lengths[index]
+    L = int(lens.max())
+    L = -(-L // multiple) * multiple
+    if max_len is not None:
+        L = min(L, max_len)
+    ids = np.full((len(index), L), pad_id, dtype=np.int64)
+    mask = np.ones((len(index), L), dtype=bool)
+    for row, i in enumerate(index):
+        seq = data.sequence(int(i))
+        ids[row, : len(seq)] = seq
+        mask[row, : data.n_src[i]] = False
+    return ids, mask

@@ -1,0 +1,254 @@
+"""The paper's evaluation as one report: per-file BLEU, ROUGE-L, dist-1, length; self-BLEU, div-4, MBR.
+
+Numbers follow the official DiffuSeq evaluation (DESIGN.md section 4): lines
+are stripped, each metric is averaged over lines (files) or sources (self-BLEU,
+div-4); the MBR row scores the candidate chosen for each source by summed
+sentence BLEU. Each line is prepared once and its scores are reused: the
+per-file scores feed the MBR row, and one BLEU matrix per source feeds both
+self-BLEU (its upper triangle) and MBR (its row sums).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import mbr as mbr_lib
+from . import metrics
+from .errors import DataError, DiffuseqError, UsageError
+from .textio import read_lines
+
+DEFAULT_BERTSCORE_MODEL = "microsoft/deberta-xlarge-mnli"
+
+
+@dataclass(frozen=True)
+class Score:
+    """One row of the report: a predictions file (or the MBR choice, or the copied source)."""
+
+    name: str
+    bleu: float
+    rouge_l: float
+    dist_1: float
+    avg_len: float
+    bertscore: float | None = None
+
+    def to_dict(self) -> dict:
+        row = asdict(self)
+        if self.bertscore is None:
+            del row["bertscore"]
+        return row
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``diffuseq evaluate`` prints; ``to_dict`` gives the stable JSON layout."""
+
+    files: list[Score]
+    lines: int
+    samples: int
+    signature: str
+    self_bleu: float | None = None
+    div_4: float | None = None
+    mbr: Score | None = None
+    mbr_choice: list[int] | None = None
+    source: Score | None = None
+
+    def rows(self) -> list[Score]:
+        """Files, then the MBR row, then the copy-the-source baseline."""
+        return self.files + [row for row in (self.mbr, self.source) if row is not None]
+
+    def to_dict(self) -> dict:
+        return {
+            "signature": self.signature,
+            "lines": self.lines,
+            "samples": self.samples,
+            "files": [row.to_dict() for row in self.files],
+            "self_bleu": self.self_bleu,
+            "div_4": self.div_4,
+            "mbr": self.mbr.to_dict() if self.mbr else None,
+            "mbr_choice": self.mbr_choice,
+            "source": self.source.to_dict() if self.source else None,
+        }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values) if values else 0.0
+
+
+@dataclass
+class _LineScores:
+    """Per-line values of one hypothesis column against the references."""
+
+    bleu: list[float]
+    rouge_l: list[float]
+    dist_1: list[float]
+    length: list[int]
+
+    def row(self, name: str, pick: Sequence[int] | None = None) -> Score:
+        take = (lambda xs: xs) if pick is None else (lambda xs: [xs[i] for i in pick])
+        return Score(
+            name,
+            _mean(take(self.bleu)),
+            _mean(take(self.rouge_l)),
+            _mean(take(self.dist_1)),
+            _mean(take(self.length)),
+        )
+
+
+def _score_lines(hyps: Sequence[str], ref_stats, ref_tokens, hyp_stats) -> _LineScores:
+    return _LineScores(
+        [metrics.sentence_bleu(h, r) for h, r in zip(hyp_stats, ref_stats)],
+        [metrics.rouge_l(metrics.rouge_tokens(h), r) for h, r in zip(hyps, ref_tokens)],
+        [metrics.distinct_n([h], 1) for h in hyps],
+        [metrics.avg_len(h) for h in hyps],
+    )
+
+
+def evaluate(
+    preds: Sequence[Sequence[str]],
+    refs: Sequence[str],
+    *,
+    names: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    mbr: bool = False,
+    bertscore_model: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Score ``preds[k][i]`` (sample k of source i) against ``refs[i]``.
+
+    ``preds`` holds one list per predictions file, each as long as ``refs``.
+    With two or more samples per source the report adds self-BLEU and div-4;
+    ``mbr=True`` adds the row of the MBR choice; ``sources`` adds the
+    copy-the-source baseline; ``bertscore_model`` adds BERTScore F1 (needs the
+    optional ``bertscore`` extra). ``on_progress(done, total)`` reports sources done.
+    """
+    if not preds:
+        raise UsageError("no predictions to evaluate")
+    names = list(names) if names is not None else [f"preds{k}" for k in range(len(preds))]
+    refs = [line.strip() for line in refs]
+    columns = [[line.strip() for line in column] for column in preds]
+    for name, column in zip(names, columns):
+        if len(column) != len(refs):
+            raise DataError(f"{name} has {len(column)} lines but the references have {len(refs)}")
+    if sources is not None and len(sources) != len(refs):
+        raise DataError(f"the sources have {len(sources)} lines but the references have {len(refs)}")
+
+    ref_stats = [metrics.prepare(r) for r in refs]
+    ref_tokens = [metrics.rouge_tokens(r) for r in refs]
+    col_stats = [[metrics.prepare(h) for h in column] for column in columns]
+    per_line = [_score_lines(c, ref_stats, ref_tokens, s) for c, s in zip(columns, col_stats)]
+    files = [lines.row(name) for lines, name in zip(per_line, names)]
+
+    samples = len(columns)
+    self_bleu = div_4 = mbr_row = choice = None
+    if samples > 1 or mbr:
+        choice, self_bleus, divs = [], [], []
+        total = len(refs)
+        for i in range(total):
+            bleu, picked = _candidate_bleu([column[i] for column in col_stats], mbr)
+            self_bleus.append(bleu)
+            choice.append(picked)
+            divs.append(metrics.distinct_n([column[i] for column in columns], 4))
+            if on_progress is not None:
+                on_progress(i + 1, total)
+        if samples > 1:
+            self_bleu, div_4 = _mean(self_bleus), _mean(divs)
+        if mbr:
+            mbr_row = _mbr_row(per_line, choice)
+        else:
+            choice = None
+
+    source_row = None
+    if sources is not None:
+        stripped = [s.strip() for s in sources]
+        source_row = _score_lines(stripped, ref_stats, ref_tokens, [metrics.prepare(s) for s in stripped]).row("source")
+
+    if bertscore_model:
+        files, mbr_row, source_row = _add_bertscore(
+            bertscore_model, columns, refs, files, mbr_row, choice, source_row, sources
+        )
+    signature = metrics.signature(samples, mbr="bleu" if mbr else None, bertscore=bertscore_model)
+    return Report(files, len(refs), samples, signature, self_bleu, div_4, mbr_row, choice, source_row)
+
+
+def _candidate_bleu(stats: Sequence[metrics.NgramStats], mbr: bool) -> tuple[float, int | None]:
+    """Self-BLEU of one source's candidates (pairs i < j, i as hypothesis) and, with ``mbr``,
+    the MBR choice: both from one BLEU matrix, the upper triangle being shared."""
+    k = len(stats)
+    if not mbr:
+        upper = [metrics.sentence_bleu(stats[a], stats[b]) for a in range(k) for b in range(a + 1, k)]
+        return _mean(upper), None
+    matrix = [[0.0 if a == b else metrics.sentence_bleu(h, r) for b, r in enumerate(stats)] for a, h in enumerate(stats)]
+    upper = [matrix[a][b] for a in range(k) for b in range(a + 1, k)]
+    return _mean(upper), mbr_lib.select_from_matrix(matrix).index
+
+
+def _mbr_row(per_line: Sequence[_LineScores], choice: Sequence[int]) -> Score:
+    """Scores of the chosen line of each source, taken from the per-file values already computed."""
+    picked = _LineScores([], [], [], [])
+    for i, k in enumerate(choice):
+        for name in ("bleu", "rouge_l", "dist_1", "length"):
+            getattr(picked, name).append(getattr(per_line[k], name)[i])
+    return picked.row("mbr")
+
+
+def _bertscore_f1(model: str, hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """Mean BERTScore F1, as the official evaluation computes it (``bert_score.score``)."""
+    try:
+        import bert_score
+    except ImportError:
+        raise DiffuseqError(
+            "BERTScore needs the optional extra: pip install 'diffuseq-cli[bertscore]'"
+        ) from None
+    _, _, f1 = bert_score.score(list(hyps), list(refs), model_type=model, lang="en", verbose=False)
+    return float(f1.mean())
+
+
+def _add_bertscore(model, columns, refs, files, mbr_row, choice, source_row, sources):
+    files = [_with_bert(row, model, column, refs) for row, column in zip(files, columns)]
+    if mbr_row is not None:
+        mbr_row = _with_bert(mbr_row, model, [columns[k][i] for i, k in enumerate(choice)], refs)
+    if source_row is not None:
+        source_row = _with_bert(source_row, model, [s.strip() for s in sources], refs)
+    return files, mbr_row, source_row
+
+
+def _with_bert(row: Score, model: str, hyps, refs) -> Score:
+    return Score(row.name, row.bleu, row.rouge_l, row.dist_1, row.avg_len, _bertscore_f1(model, hyps, refs))
+
+
+def load_inputs(
+    pred_paths: Sequence[str | Path], refs_path: str | Path, *, per_line: int = 1, sources_path=None
+) -> tuple[list[list[str]], list[str], list[str], list[str] | None]:
+    """Read predictions, references and sources; check that their lines line up.
+
+    ``per_line = K`` means each predictions file holds K consecutive lines per
+    reference (sample 1..K of reference 1, then of reference 2, ...), so it
+    contributes K columns. Returns ``(columns, names, refs, sources)``.
+    """
+    if per_line < 1:
+        raise UsageError(f"-n must be at least 1, got {per_line}")
+    refs = read_lines(refs_path)
+    columns, names = [], []
+    for path in pred_paths:
+        lines = read_lines(path)
+        if len(lines) != len(refs) * per_line:
+            expected = f"{len(refs)}" if per_line == 1 else f"{len(refs)} x {per_line} = {len(refs) * per_line}"
+            raise DataError(
+                f"{path} has {len(lines)} lines but {refs_path} has {len(refs)}"
+                + ("" if per_line == 1 else f" (expected {expected} with -n {per_line})")
+            )
+        if per_line == 1:
+            columns.append(lines)
+            names.append(str(path))
+        else:
+            columns.extend(lines[k::per_line] for k in range(per_line))
+            names.extend(f"{path}#{k + 1}" for k in range(per_line))
+    sources = None
+    if sources_path is not None:
+        sources = read_lines(sources_path)
+        if len(sources) != len(refs):
+            raise DataError(f"{sources_path} has {len(sources)} lines but {refs_path} has {len(refs)}")
+    return columns, names, refs, sources

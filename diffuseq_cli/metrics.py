@@ -1,0 +1,220 @@
+"""Sentence metrics exactly as the official DiffuSeq evaluation defines them (DESIGN.md section 4).
+
+Every function takes one already stripped line (or a prepared form of it) and
+returns a float; averaging over lines and sources lives in ``evaluate.py``.
+
+* BLEU: NLTK's ``sentence_bleu([ref.split()], hyp.split(),
+  smoothing_function=SmoothingFunction().method4)`` with one reference,
+  reproduced operation by operation so that the floats come out identical,
+  but from n-gram sets counted once per sentence (:class:`NgramStats`), so the
+  O(K^2) pairs of self-BLEU and MBR do not recount (DESIGN.md section 5).
+* ROUGE-L: LCS F-measure over lowercased ``[a-z0-9]+`` tokens (torchmetrics'
+  default ``rougeL`` ``fmeasure``, no stemming), 0 when either side is empty.
+* dist-1, div-4, average length; chrF (Popovic 2015) as an MBR utility.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+BLEU_ORDER = 4
+_SMOOTH_K = 5  # NLTK SmoothingFunction(k=5): the constant of Chen & Cherry's method 4
+
+
+@dataclass(frozen=True, slots=True)
+class NgramStats:
+    """A sentence's word n-grams (orders 1..4), counted once and reused for every pair.
+
+    ``grams[n - 1]`` is ``(keys, counts)``: the set of distinct n-grams, and
+    their counts, or ``None`` when every n-gram occurs once (the common case,
+    where a match count is just the size of a set intersection).
+    """
+
+    length: int
+    grams: tuple[tuple[frozenset, dict | None], ...]
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list:
+    """The n-grams of ``tokens`` in order (unigrams as plain tokens, longer ones as tuples)."""
+    if n == 1:
+        return list(tokens)
+    return list(zip(*(tokens[i:] for i in range(n))))
+
+
+def prepare(text: str) -> NgramStats:
+    """Count the BLEU n-grams of ``text`` (split on whitespace) once."""
+    tokens = text.split()
+    grams = []
+    for n in range(1, BLEU_ORDER + 1):
+        found = ngrams(tokens, n)
+        counts = Counter(found)
+        grams.append((frozenset(counts), None if len(counts) == len(found) else dict(counts)))
+    return NgramStats(len(tokens), tuple(grams))
+
+
+def _matches(hyp: tuple, ref: tuple) -> int:
+    """Clipped n-gram matches: sum over shared n-grams of min(hyp count, ref count)."""
+    hyp_keys, hyp_counts = hyp
+    ref_keys, ref_counts = ref
+    common = hyp_keys & ref_keys
+    if hyp_counts is None and ref_counts is None:
+        return len(common)
+    total = 0
+    for gram in common:
+        total += min(hyp_counts[gram] if hyp_counts else 1, ref_counts[gram] if ref_counts else 1)
+    return total
+
+
+def sentence_bleu(hyp: NgramStats | str, ref: NgramStats | str) -> float:
+    """NLTK sentence BLEU-4 with smoothing method 4 and one reference, bit for bit.
+
+    The NLTK details kept: 0 when no unigram matches (so for an empty side);
+    each precision is matches / max(1, H - n + 1); a zero precision becomes
+    ``1 / (2**k * 5 / ln H) / denominator`` for the k-th zero order, but only
+    when H > 1 (for H == 1 it is dropped from the geometric mean, which NLTK
+    does by skipping non-positive precisions); brevity penalty 1 when H > R,
+    else exp(1 - R / H); the log-sum taken with ``math.fsum``.
+    """
+    if isinstance(hyp, str):
+        hyp = prepare(hyp)
+    if isinstance(ref, str):
+        ref = prepare(ref)
+    length = hyp.length
+    if length == 0 or _matches(hyp.grams[0], ref.grams[0]) == 0:
+        return 0.0
+    log_len = math.log(length)
+    terms = []
+    zeros = 1
+    for n in range(1, BLEU_ORDER + 1):
+        numerator = _matches(hyp.grams[n - 1], ref.grams[n - 1])
+        denominator = max(1, length - n + 1)
+        if numerator:
+            terms.append(0.25 * math.log(numerator / denominator))
+        elif length > 1:
+            terms.append(0.25 * math.log(1 / (2**zeros * _SMOOTH_K / log_len) / denominator))
+            zeros += 1
+    penalty = 1 if length > ref.length else math.exp(1 - ref.length / length)
+    return penalty * math.exp(math.fsum(terms))
+
+
+_ALNUM_RUN = re.compile(r"[a-z0-9]+")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE-L tokens: lowercase, every run outside ``[a-z0-9]`` is a separator."""
+    return _ALNUM_RUN.findall(text.lower())
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence (one row of the DP table at a time)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def _float32(value: float) -> float:
+    """Round to the nearest float32, as ``torch.tensor(value)`` does."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def rouge_l(hyp: Sequence[str] | str, ref: Sequence[str] | str) -> float:
+    """ROUGE-L F-measure (beta 1) of token lists or raw strings; 0 if either is empty.
+
+    The value is rounded to float32 because the official numbers are: torchmetrics
+    returns each line's score as a float32 tensor before the mean is taken.
+    """
+    if isinstance(hyp, str):
+        hyp = rouge_tokens(hyp)
+    if isinstance(ref, str):
+        ref = rouge_tokens(ref)
+    if not hyp or not ref:
+        return 0.0
+    lcs = lcs_length(hyp, ref)
+    if lcs == 0:
+        return 0.0
+    precision = lcs / len(hyp)
+    recall = lcs / len(ref)
+    return _float32(2 * precision * recall / (precision + recall))
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct / total n-grams pooled over ``texts`` (whitespace split); 0 when there are none.
+
+    One line gives dist-n; the candidates of one source give div-n.
+    """
+    pooled = []
+    for text in texts:
+        pooled.extend(ngrams(text.split(), n))
+    return len(set(pooled)) / len(pooled) if pooled else 0.0
+
+
+def avg_len(text: str) -> int:
+    """The official "length": ``len(line.split(' '))``, so an empty line counts 1."""
+    return len(text.split(" "))
+
+
+CHRF_ORDER = 6
+CHRF_BETA = 2
+
+
+def prepare_chrf(text: str) -> tuple[tuple[Counter, int], ...]:
+    """Character n-gram counts (orders 1..6) of ``text`` with whitespace removed."""
+    chars = "".join(text.split())
+    out = []
+    for n in range(1, CHRF_ORDER + 1):
+        grams = [chars[i : i + n] for i in range(len(chars) - n + 1)]
+        out.append((Counter(grams), len(grams)))
+    return tuple(out)
+
+
+def chrf(hyp, ref) -> float:
+    """chrF (beta 2): F-score of character n-gram precision and recall, each averaged over orders.
+
+    Orders where either side has no n-grams (short strings) are left out of
+    the averages; with none left the score is 0.
+    """
+    if isinstance(hyp, str):
+        hyp = prepare_chrf(hyp)
+    if isinstance(ref, str):
+        ref = prepare_chrf(ref)
+    precision = recall = 0.0
+    orders = 0
+    for (hyp_counts, hyp_total), (ref_counts, ref_total) in zip(hyp, ref):
+        if not hyp_total or not ref_total:
+            continue
+        small, large = (hyp_counts, ref_counts) if len(hyp_counts) <= len(ref_counts) else (ref_counts, hyp_counts)
+        matches = sum(min(c, large[g]) for g, c in small.items() if g in large)
+        precision += matches / hyp_total
+        recall += matches / ref_total
+        orders += 1
+    if not orders or not (precision or recall):
+        return 0.0
+    precision /= orders
+    recall /= orders
+    beta2 = CHRF_BETA**2
+    return (1 + beta2) * precision * recall / (beta2 * precision + recall)
+
+
+def signature(samples: int, *, mbr: str | None = None, bertscore: str | None = None) -> str:
+    """The settings behind a report's numbers, sacrebleu-style, e.g.
+    ``diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:0.1.0``."""
+    from . import __version__
+
+    parts = ["diffuseq-eval", "bleu:nltk-s4", "rougeL:lcs-lower", "dist:1", f"n:{samples}"]
+    if mbr:
+        parts.append(f"mbr:{mbr}")
+    if bertscore:
+        parts.append(f"bertscore:{bertscore}")
+    parts.append(f"v:{__version__}")
+    return "|".join(parts)

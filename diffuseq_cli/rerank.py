@@ -1,0 +1,151 @@
+"""MBR reranking of candidate sets that already exist (from ``generate`` or another system).
+
+Three layouts are read, one source at a time so memory stays flat:
+
+* K line-aligned files, one per sample (line i of every file is a candidate of source i);
+* one file with K consecutive lines per source (``per_line=K``);
+* JSONL, one object per source with a ``candidates`` list of strings (what
+  ``generate`` writes); other keys, such as ``src``, are passed through.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError, UsageError
+from .mbr import MBROutput, get_utility, mbr_select
+from .textio import iter_lines
+
+INPUT_FORMATS = ("auto", "text", "jsonl")
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """The candidates of one source, plus any other fields its JSONL line carried."""
+
+    candidates: list[str]
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """A candidate set with its MBR scores; ``nbest(n)`` gives the n best, best first."""
+
+    candidates: list[str]
+    output: MBROutput
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> str:
+        return self.candidates[self.output.index]
+
+    def nbest(self, n: int) -> list[str]:
+        return [self.candidates[i] for i in self.output.ranking()[:n]]
+
+    def to_json(self, nbest: int = 1) -> str:
+        """One JSONL line: passed-through fields, candidates, their expected utility, the choice."""
+        record = dict(self.extra)
+        record.update(
+            candidates=self.candidates,
+            scores=self.output.scores,
+            choice=self.output.index,
+            best=self.best,
+            nbest=self.nbest(nbest),
+        )
+        return json.dumps(record, ensure_ascii=False)
+
+
+def _display(path) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def _aligned(paths: Sequence, first: Iterator[str]) -> Iterator[CandidateSet]:
+    """Line i of every file is one candidate set; unequal lengths are an error naming both files."""
+    streams = [first] + [iter_lines(p) for p in paths[1:]]
+    done = object()
+    for count, row in enumerate(itertools.zip_longest(*streams, fillvalue=done)):
+        if any(item is done for item in row):
+            totals = [count + (item is not done) + sum(1 for _ in s) for item, s in zip(row, streams)]
+            short = min(range(len(paths)), key=totals.__getitem__)
+            long = max(range(len(paths)), key=totals.__getitem__)
+            raise DataError(
+                f"{_display(paths[short])} has {totals[short]} lines but "
+                f"{_display(paths[long])} has {totals[long]}; candidate files must be line-aligned"
+            )
+        yield CandidateSet(list(row))
+
+
+def _grouped(path, lines: Iterator[str], k: int) -> Iterator[CandidateSet]:
+    """K consecutive lines per source."""
+    group: list[str] = []
+    count = 0
+    for count, line in enumerate(lines, start=1):
+        group.append(line)
+        if len(group) == k:
+            yield CandidateSet(group)
+            group = []
+    if group:
+        raise DataError(f"{_display(path)} has {count} lines, not a multiple of -n {k}")
+
+
+def _jsonl(path, lines: Iterator[str], k: int | None) -> Iterator[CandidateSet]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg})", _display(path), number) from None
+        candidates = record.get("candidates") if isinstance(record, dict) else None
+        if not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates):
+            raise DataError('expected an object with a non-empty "candidates" list of strings', _display(path), number)
+        if k is not None and len(candidates) != k:
+            raise DataError(f"{len(candidates)} candidates, but -n {k} was given", _display(path), number)
+        yield CandidateSet(candidates, {key: v for key, v in record.items() if key != "candidates"})
+
+
+def read_candidate_sets(
+    paths: Sequence[str | Path], *, per_line: int | None = None, input_format: str = "auto"
+) -> Iterator[CandidateSet]:
+    """Candidate sets from ``paths`` in input order (``"-"`` is stdin).
+
+    ``input_format="auto"`` reads JSONL when the first line of the first file starts with ``{``.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise UsageError(f"unknown input format {input_format!r}; choose one of: {', '.join(INPUT_FORMATS)}")
+    if not paths:
+        raise UsageError("give at least one candidates file")
+    if per_line is not None and per_line < 1:
+        raise UsageError(f"-n must be at least 1, got {per_line}")
+    first = iter_lines(paths[0])
+    head = next(first, None)
+    lines = itertools.chain([] if head is None else [head], first)
+    if input_format == "auto":
+        input_format = "jsonl" if head is not None and head.lstrip().startswith("{") else "text"
+    if input_format == "jsonl":
+        if len(paths) > 1:
+            raise UsageError("JSONL input is one file (one object per source); give only one")
+        return _jsonl(paths[0], lines, per_line)
+    if len(paths) > 1:
+        if per_line not in (None, len(paths)):
+            raise UsageError(f"-n {per_line} does not match the {len(paths)} candidate files given")
+        return _aligned(paths, lines)
+    if per_line is None:
+        raise UsageError("one text file of candidates needs -n K (K consecutive lines per source); "
+                         "or give one file per sample, or JSONL")
+    return _grouped(paths[0], lines, per_line)
+
+
+def rerank(sets: Iterator[CandidateSet], *, metric: str = "bleu", nbest: int = 1) -> Iterator[RerankResult]:
+    """Score each set with MBR under ``metric``, lazily; a set smaller than ``nbest`` is an error."""
+    get_utility(metric)
+    if nbest < 1:
+        raise UsageError(f"--nbest must be at least 1, got {nbest}")
+    for number, item in enumerate(sets, start=1):
+        if len(item.candidates) < nbest:
+            raise DataError(f"source {number} has {len(item.candidates)} candidates, fewer than --nbest {nbest}")
+        yield RerankResult(item.candidates, mbr_select(item.candidates, metric), item.extra)

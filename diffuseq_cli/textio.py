@@ -1,0 +1,89 @@
+"""Text file I/O for evaluate and rerank: strict UTF-8 lines in, atomic files out.
+
+Why strict: a metric computed over silently replaced bytes is a wrong number
+nobody notices, so an undecodable byte is an error naming the file and line.
+Lines end at ``\\n`` (a ``\\r`` before it is dropped); a UTF-8 BOM and a
+missing final newline are accepted. Empty lines are kept: in a predictions
+file an empty line is an empty hypothesis, not a line to skip.
+``"-"`` means standard input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import DataError, DiffuseqError, UsageError
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _open_binary(path: str | Path):
+    if str(path) == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{p}: is a directory, not a text file")
+    try:
+        return open(p, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise DiffuseqError(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """Yield the lines of ``path`` without their line ending, decoding each strictly.
+
+    Reads one line at a time, so memory stays flat on long files.
+    """
+    name = "<stdin>" if str(path) == "-" else str(path)
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if raw.endswith(b"\n"):
+                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = raw[exc.start : exc.start + 1].hex()
+                raise DataError(
+                    f"not valid UTF-8 (byte 0x{bad} at column {exc.start + 1})", name, number
+                ) from None
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of ``path`` (see :func:`iter_lines`)."""
+    return list(iter_lines(path))
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path | None):
+    """A text stream that becomes ``path`` only when the block ends without error.
+
+    ``None`` or ``"-"`` is standard output (written as it goes). A file is
+    written under a temporary name beside it and renamed at the end, so a
+    failure never leaves a half-written result that looks whole.
+    """
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    except OSError as exc:
+        raise DiffuseqError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
