@@ -47,6 +47,7 @@ def atomic_dir(final: Path):
     try:
         yield tmp
         (tmp / COMPLETE).write_text("")
+        _normal_permissions(tmp)
         _fsync_dir(tmp)
         old = None
         if final.exists():
@@ -58,6 +59,16 @@ def atomic_dir(final: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _normal_permissions(path: Path) -> None:
+    """mkdtemp makes 0700 folders; give the result the usual umask-based modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+    for f in path.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o666 & ~umask)
 
 
 def _fsync_dir(path: Path) -> None:

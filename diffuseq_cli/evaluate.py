@@ -175,14 +175,11 @@ def evaluate(
 
 def _candidate_bleu(stats: Sequence[metrics.NgramStats], mbr: bool) -> tuple[float, int | None]:
     """Self-BLEU of one source's candidates (pairs i < j, i as hypothesis) and, with ``mbr``,
-    the MBR choice: both from one BLEU matrix, the upper triangle being shared."""
+    the MBR choice: both from one BLEU matrix (each unordered pair counted once)."""
+    matrix = mbr_lib.pair_matrix(stats, metrics.bleu_both)
     k = len(stats)
-    if not mbr:
-        upper = [metrics.sentence_bleu(stats[a], stats[b]) for a in range(k) for b in range(a + 1, k)]
-        return _mean(upper), None
-    matrix = [[0.0 if a == b else metrics.sentence_bleu(h, r) for b, r in enumerate(stats)] for a, h in enumerate(stats)]
     upper = [matrix[a][b] for a in range(k) for b in range(a + 1, k)]
-    return _mean(upper), mbr_lib.select_from_matrix(matrix).index
+    return _mean(upper), mbr_lib.select_from_matrix(matrix).index if mbr else None
 
 
 def _mbr_row(per_line: Sequence[_LineScores], choice: Sequence[int]) -> Score:

@@ -48,7 +48,8 @@ class Job:
 
 def candidate_seed(seed: int, line: int, k: int) -> int:
     """A 63-bit seed from (seed, line, candidate) alone."""
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, line, k]).generate_state(2, dtype=np.uint32).astype(np.uint64).dot([1 << 31, 1]))
+    hi, lo = (int(v) for v in np.random.SeedSequence([seed & 0xFFFFFFFF, line, k]).generate_state(2, dtype=np.uint32))
+    return (hi << 31) ^ lo
 
 
 def target_length(n_src: int, seq, mode: str, multiple: int = 8) -> int:

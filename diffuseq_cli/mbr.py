@@ -19,17 +19,21 @@ from .errors import DataError, UsageError
 
 @dataclass(frozen=True)
 class Utility:
-    """A pairwise metric split into a once-per-candidate ``prepare`` and a per-pair ``score``."""
+    """A pairwise metric split into a once-per-candidate ``prepare`` and a per-pair ``both``.
+
+    ``both(a, b)`` returns ``(utility(hyp=a, ref=b), utility(hyp=b, ref=a))``:
+    the matches are symmetric, so each unordered pair is counted once.
+    """
 
     name: str
     prepare: Callable[[str], object]
-    score: Callable[[object, object], float]
+    both: Callable[[object, object], tuple[float, float]]
 
 
 UTILITIES = {
-    "bleu": Utility("bleu", metrics.prepare, metrics.sentence_bleu),
-    "rouge_l": Utility("rouge_l", metrics.rouge_tokens, metrics.rouge_l),
-    "chrf": Utility("chrf", metrics.prepare_chrf, metrics.chrf),
+    "bleu": Utility("bleu", metrics.prepare, metrics.bleu_both),
+    "rouge_l": Utility("rouge_l", metrics.rouge_tokens, metrics.rouge_l_both),
+    "chrf": Utility("chrf", metrics.prepare_chrf, metrics.chrf_both),
 }
 
 
@@ -53,14 +57,21 @@ def get_utility(metric: str) -> Utility:
         raise UsageError(f"unknown MBR metric {metric!r}; choose one of: {', '.join(UTILITIES)}") from None
 
 
+def pair_matrix(prepared: Sequence, both: Callable) -> list[list[float]]:
+    """``matrix[i][j] = utility(hyp=i, ref=j)`` of prepared candidates, 0 on the diagonal."""
+    k = len(prepared)
+    matrix = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        row, a = matrix[i], prepared[i]
+        for j in range(i + 1, k):
+            row[j], matrix[j][i] = both(a, prepared[j])
+    return matrix
+
+
 def utility_matrix(candidates: Sequence[str], metric: str = "bleu") -> list[list[float]]:
     """``matrix[i][j] = utility(hyp=candidates[i], ref=candidates[j])``, with 0 on the diagonal."""
     utility = get_utility(metric)
-    prepared = [utility.prepare(text.strip()) for text in candidates]
-    return [
-        [0.0 if i == j else utility.score(hyp, ref) for j, ref in enumerate(prepared)]
-        for i, hyp in enumerate(prepared)
-    ]
+    return pair_matrix([utility.prepare(text.strip()) for text in candidates], utility.both)
 
 
 def pairwise_sum(values: Sequence[float]) -> float:

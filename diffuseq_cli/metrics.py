@@ -57,20 +57,25 @@ def prepare(text: str) -> NgramStats:
     return NgramStats(len(tokens), tuple(grams))
 
 
-def _matches(hyp: tuple, ref: tuple) -> int:
-    """Clipped n-gram matches: sum over shared n-grams of min(hyp count, ref count)."""
-    hyp_keys, hyp_counts = hyp
-    ref_keys, ref_counts = ref
-    common = hyp_keys & ref_keys
-    if hyp_counts is None and ref_counts is None:
-        return len(common)
-    total = 0
-    for gram in common:
-        total += min(hyp_counts[gram] if hyp_counts else 1, ref_counts[gram] if ref_counts else 1)
-    return total
+def bleu_matches(a: NgramStats, b: NgramStats) -> list[int]:
+    """Clipped n-gram matches per order: the sum over shared n-grams of the smaller count.
+
+    Symmetric in ``a`` and ``b``, so one call serves both directions of a pair.
+    Stops at the first order with no match: no longer n-gram can match then.
+    """
+    found = []
+    for (a_keys, a_counts), (b_keys, b_counts) in zip(a.grams, b.grams):
+        common = a_keys & b_keys
+        if not common:
+            break
+        if a_counts is None and b_counts is None:
+            found.append(len(common))
+        else:
+            found.append(sum(min(a_counts[g] if a_counts else 1, b_counts[g] if b_counts else 1) for g in common))
+    return found + [0] * (BLEU_ORDER - len(found))
 
 
-def sentence_bleu(hyp: NgramStats | str, ref: NgramStats | str) -> float:
+def bleu_from_matches(matches: Sequence[int], hyp_len: int, ref_len: int) -> float:
     """NLTK sentence BLEU-4 with smoothing method 4 and one reference, bit for bit.
 
     The NLTK details kept: 0 when no unigram matches (so for an empty side);
@@ -78,28 +83,37 @@ def sentence_bleu(hyp: NgramStats | str, ref: NgramStats | str) -> float:
     ``1 / (2**k * 5 / ln H) / denominator`` for the k-th zero order, but only
     when H > 1 (for H == 1 it is dropped from the geometric mean, which NLTK
     does by skipping non-positive precisions); brevity penalty 1 when H > R,
-    else exp(1 - R / H); the log-sum taken with ``math.fsum``.
+    else exp(1 - R / H); the log-sum taken with ``math.fsum``. Same float
+    operations in the same order, hence the same bits.
     """
+    if hyp_len == 0 or matches[0] == 0:
+        return 0.0
+    terms = []
+    zeros = 1
+    for n, numerator in enumerate(matches, start=1):
+        denominator = max(1, hyp_len - n + 1)
+        if numerator:
+            terms.append(0.25 * math.log(numerator / denominator))
+        elif hyp_len > 1:
+            terms.append(0.25 * math.log(1 / (2**zeros * _SMOOTH_K / math.log(hyp_len)) / denominator))
+            zeros += 1
+    penalty = 1 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return penalty * math.exp(math.fsum(terms))
+
+
+def sentence_bleu(hyp: NgramStats | str, ref: NgramStats | str) -> float:
+    """``nltk sentence_bleu([ref.split()], hyp.split(), smoothing_function=method4)`` (see above)."""
     if isinstance(hyp, str):
         hyp = prepare(hyp)
     if isinstance(ref, str):
         ref = prepare(ref)
-    length = hyp.length
-    if length == 0 or _matches(hyp.grams[0], ref.grams[0]) == 0:
-        return 0.0
-    log_len = math.log(length)
-    terms = []
-    zeros = 1
-    for n in range(1, BLEU_ORDER + 1):
-        numerator = _matches(hyp.grams[n - 1], ref.grams[n - 1])
-        denominator = max(1, length - n + 1)
-        if numerator:
-            terms.append(0.25 * math.log(numerator / denominator))
-        elif length > 1:
-            terms.append(0.25 * math.log(1 / (2**zeros * _SMOOTH_K / log_len) / denominator))
-            zeros += 1
-    penalty = 1 if length > ref.length else math.exp(1 - ref.length / length)
-    return penalty * math.exp(math.fsum(terms))
+    return bleu_from_matches(bleu_matches(hyp, ref), hyp.length, ref.length)
+
+
+def bleu_both(a: NgramStats, b: NgramStats) -> tuple[float, float]:
+    """``(sentence_bleu(a, b), sentence_bleu(b, a))`` from one match count."""
+    matches = bleu_matches(a, b)
+    return bleu_from_matches(matches, a.length, b.length), bleu_from_matches(matches, b.length, a.length)
 
 
 _ALNUM_RUN = re.compile(r"[a-z0-9]+")
@@ -178,32 +192,55 @@ def prepare_chrf(text: str) -> tuple[tuple[Counter, int], ...]:
     return tuple(out)
 
 
-def chrf(hyp, ref) -> float:
+def chrf_matches(a, b) -> list[int]:
+    """Character n-gram matches per order (the smaller count of each shared n-gram); symmetric."""
+    found = []
+    for (a_counts, _), (b_counts, _) in zip(a, b):
+        small, large = (a_counts, b_counts) if len(a_counts) <= len(b_counts) else (b_counts, a_counts)
+        found.append(sum(min(c, large[g]) for g, c in small.items() if g in large))
+    return found
+
+
+def chrf_from_matches(matches: Sequence[int], hyp, ref) -> float:
     """chrF (beta 2): F-score of character n-gram precision and recall, each averaged over orders.
 
     Orders where either side has no n-grams (short strings) are left out of
     the averages; with none left the score is 0.
     """
-    if isinstance(hyp, str):
-        hyp = prepare_chrf(hyp)
-    if isinstance(ref, str):
-        ref = prepare_chrf(ref)
     precision = recall = 0.0
     orders = 0
-    for (hyp_counts, hyp_total), (ref_counts, ref_total) in zip(hyp, ref):
-        if not hyp_total or not ref_total:
-            continue
-        small, large = (hyp_counts, ref_counts) if len(hyp_counts) <= len(ref_counts) else (ref_counts, hyp_counts)
-        matches = sum(min(c, large[g]) for g, c in small.items() if g in large)
-        precision += matches / hyp_total
-        recall += matches / ref_total
-        orders += 1
+    for found, (_, hyp_total), (_, ref_total) in zip(matches, hyp, ref):
+        if hyp_total and ref_total:
+            precision += found / hyp_total
+            recall += found / ref_total
+            orders += 1
     if not orders or not (precision or recall):
         return 0.0
     precision /= orders
     recall /= orders
     beta2 = CHRF_BETA**2
     return (1 + beta2) * precision * recall / (beta2 * precision + recall)
+
+
+def chrf(hyp, ref) -> float:
+    """chrF of two strings (or :func:`prepare_chrf` outputs)."""
+    if isinstance(hyp, str):
+        hyp = prepare_chrf(hyp)
+    if isinstance(ref, str):
+        ref = prepare_chrf(ref)
+    return chrf_from_matches(chrf_matches(hyp, ref), hyp, ref)
+
+
+def chrf_both(a, b) -> tuple[float, float]:
+    """``(chrf(a, b), chrf(b, a))`` from one match count."""
+    matches = chrf_matches(a, b)
+    return chrf_from_matches(matches, a, b), chrf_from_matches(matches, b, a)
+
+
+def rouge_l_both(a: Sequence[str], b: Sequence[str]) -> tuple[float, float]:
+    """ROUGE-L F1 is symmetric (to the bit), so one LCS serves both directions."""
+    score = rouge_l(a, b)
+    return score, score
 
 
 def signature(samples: int, *, mbr: str | None = None, bertscore: str | None = None) -> str:

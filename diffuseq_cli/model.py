@@ -94,6 +94,9 @@ class DiffuSeqTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.down_proj = _projection(H, d) if d != H else nn.Identity()
         self.apply(self._init)
+        # Word embeddings start at unit scale, as in the official code: with the 0.02 of the
+        # transformer layers the signal would vanish under the diffusion noise at almost every t.
+        nn.init.normal_(self.word_embedding.weight, std=1.0)
 
     @staticmethod
     def _init(module: nn.Module) -> None:

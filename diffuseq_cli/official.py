@@ -135,3 +135,34 @@ def official_folder_config(cfg: ModelConfig, args: dict, tokenizer: TextTokenize
         sequence=SequenceConfig(seq_len=seq_len, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id),
         source=source,
     )
+
+
+def load_official(checkpoint: str | Path, args_path: str | Path | None = None, tokenizer_path: str | Path | None = None, num_heads: int = 12):
+    """An official ``.pt`` as a LoadedModel (converted in memory); the tokenizer is looked for beside it."""
+    from .checkpoint import LoadedModel
+    from .model import DiffuSeqTransformer
+    from .tokenizer import load_tokenizer
+
+    checkpoint = Path(checkpoint)
+    state = load_official_state(checkpoint)
+    cfg, ours = convert_state(state, num_heads=num_heads)
+    args = read_training_args(args_path, checkpoint)
+    tok_path = Path(tokenizer_path) if tokenizer_path else _find_tokenizer(checkpoint.parent)
+    if tok_path is None:
+        raise DiffuseqError(
+            f"no tokenizer for {checkpoint}: pass --tokenizer vocab.txt (bert-base-uncased for official checkpoints) or tokenizer.json"
+        )
+    tokenizer = load_tokenizer(tok_path)
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise DiffuseqError(f"tokenizer {tok_path} has {tokenizer.vocab_size} tokens but the checkpoint has {cfg.vocab_size}")
+    folder_config = official_folder_config(cfg, args, tokenizer, source=f"official:{checkpoint.name}")
+    model = DiffuSeqTransformer(cfg)
+    model.load_state_dict(ours)
+    return LoadedModel(folder_config, model.eval(), tokenizer, checkpoint)
+
+
+def _find_tokenizer(folder: Path) -> Path | None:
+    for name in ("tokenizer.json", "vocab.txt"):
+        if (folder / name).exists():
+            return folder / name
+    return None

@@ -53,7 +53,7 @@ def rerank(
 
       diffuseq rerank candidates.txt -n 10 --nbest 3 > top3.txt
 
-      diffuseq generate -i in.txt -n 10 --format jsonl | diffuseq rerank - --format jsonl -o ranked.jsonl
+      diffuseq rerank generated.jsonl --format jsonl -o ranked.jsonl
     """
     from ..errors import DataError
     from ..rerank import read_candidate_sets, rerank as run

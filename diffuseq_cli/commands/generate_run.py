@@ -1,0 +1,187 @@
+"""The glue behind `diffuseq generate`: resolve the model, read input, write output, show progress.
+
+Everything that computes lives in the library (`generate.py`, `generation.py`); this
+module only connects files and terminals to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from ..errors import DiffuseqError
+
+DEFAULT_DDIM_STEPS = 20
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from ..errors import UsageError
+
+        raise UsageError(f"--device {device}: no CUDA GPU is available")
+    return device
+
+
+def pick_precision(precision: str | None, device: str) -> str:
+    import torch
+
+    if precision:
+        return precision
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool):
+    from ..checkpoint import load_model_folder
+    from ..hub import resolve_model
+    from ..official import load_official
+
+    resolved = resolve_model(model, task=None if model else (task or "paraphrase"), quiet=quiet)
+    if resolved.kind == "official":
+        return load_official(resolved.path, tokenizer_path=tokenizer)
+    return load_model_folder(resolved.path)
+
+
+def _sources(input: str, input_format: str):
+    """Yield source strings; JSONL detected from the first non-empty line when auto."""
+    from ..generate import parse_source
+    from ..textio import iter_lines
+
+    name = "<stdin>" if input == "-" else input
+    lines = iter_lines(input)
+    fmt = input_format
+    buffered = []
+    if fmt == "auto":
+        fmt = "text"
+        for text in lines:
+            buffered.append(text)
+            if text.strip():
+                fmt = "jsonl" if text.lstrip().startswith("{") else "text"
+                break
+    for number, text in enumerate(itertools.chain(buffered, lines), start=1):
+        yield parse_source(text, fmt, number, name)
+
+
+def _count_lines(input: str) -> int | None:
+    if input == "-" or not Path(input).is_file():
+        return None
+    with open(input, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed,
+                 batch_size, fmt, input_format, device, precision, resume, quiet):
+    from ..generate import GenerateOptions, format_result, generate_stream, lines_done
+    from ..generation import SamplingOptions
+
+    if mbr and num_samples < 2:
+        from ..errors import UsageError
+
+        raise UsageError("--mbr needs -n 2 or more candidates")
+    device = pick_device(device)
+    precision = pick_precision(precision, device)
+    loaded = load_model(model, task, tokenizer, quiet)
+    T = loaded.config.diffusion.steps
+    if steps is None:
+        steps = min(DEFAULT_DDIM_STEPS, T) if sampler == "ddim" else T
+    if not 1 <= steps <= T:
+        from ..errors import UsageError
+
+        raise UsageError(f"--steps must be between 1 and the model's T = {T}")
+    if sampler == "ddpm" and steps != T and not quiet:
+        print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
+    opts = GenerateOptions(
+        num_samples=num_samples, batch_size=batch_size, mbr=mbr, mbr_metric=mbr_metric,
+        sampling=SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length),
+        device=device, precision=precision,
+    )
+    skip = 0
+    created = False
+    if output:
+        out_path = Path(output)
+        if resume:
+            skip, keep_bytes = lines_done(out_path, fmt, num_samples, mbr)
+            if out_path.exists():
+                os.truncate(out_path, keep_bytes)
+        created = not out_path.exists()
+        sink = open(out_path, "a" if resume else "w", encoding="utf-8")
+    else:
+        sink = sys.stdout
+    total = _count_lines(input)
+    sources = _sources(input, input_format)
+    if skip:
+        sources = itertools.islice(sources, skip, None)
+    stats = {"lines": 0, "candidates": 0, "truncated": 0}
+    start = time.perf_counter()
+    progress = _Progress(total, skip, quiet)
+    try:
+        for result in generate_stream(loaded, sources, opts, start_line=skip):
+            sink.write(format_result(result, fmt, num_samples, mbr))
+            sink.flush()
+            stats["lines"] += 1
+            stats["candidates"] += len(result.candidates)
+            stats["truncated"] += result.truncated
+            progress.advance()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0)
+    except DiffuseqError:
+        if output and created:
+            sink.close()
+            Path(output).unlink(missing_ok=True)
+        raise
+    finally:
+        progress.close()
+        if sink is not sys.stdout:
+            sink.close()
+    seconds = time.perf_counter() - start
+    if stats["truncated"]:
+        print(f"warning: {stats['truncated']} source line(s) longer than the model's sequence were truncated", file=sys.stderr)
+    if not quiet:
+        rate = stats["lines"] / seconds if seconds > 0 else 0.0
+        print(
+            f"generated {stats['lines']} lines, {stats['candidates']} candidates, {steps} {sampler} steps, "
+            f"{seconds:.1f} s, {rate:.2f} lines/s",
+            file=sys.stderr,
+        )
+
+
+class _Progress:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, total: int | None, done: int, quiet: bool):
+        self.bar = None
+        if quiet or not sys.stderr.isatty():
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from rich.console import Console
+
+        self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                            transient=True, console=Console(stderr=True))
+        self.task = self.bar.add_task("gen", total=total, completed=done, rate="")
+        self.start, self.count = time.perf_counter(), 0
+        self.bar.start()
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.count += 1
+            rate = self.count / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} lines/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
