@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import mbr as mbr_lib
@@ -86,22 +86,20 @@ class _LineScores:
     dist_1: list[float]
     length: list[int]
 
-    def row(self, name: str, pick: Sequence[int] | None = None) -> Score:
-        take = (lambda xs: xs) if pick is None else (lambda xs: [xs[i] for i in pick])
-        return Score(
-            name,
-            _mean(take(self.bleu)),
-            _mean(take(self.rouge_l)),
-            _mean(take(self.dist_1)),
-            _mean(take(self.length)),
-        )
+    def row(self, name: str) -> Score:
+        return Score(name, _mean(self.bleu), _mean(self.rouge_l), _mean(self.dist_1), _mean(self.length))
+
+    @classmethod
+    def chosen(cls, columns: Sequence[_LineScores], choice: Sequence[int]) -> _LineScores:
+        """Line i taken from column ``choice[i]``: the MBR row, without scoring anything again."""
+        return cls(*([getattr(columns[k], f)[i] for i, k in enumerate(choice)] for f in ("bleu", "rouge_l", "dist_1", "length")))
 
 
-def _score_lines(hyps: Sequence[str], ref_stats, ref_tokens, hyp_stats) -> _LineScores:
+def _score_lines(hyps: Sequence[str], hyp_stats, ref_stats, ref_tokens) -> _LineScores:
     return _LineScores(
         [metrics.sentence_bleu(h, r) for h, r in zip(hyp_stats, ref_stats)],
         [metrics.rouge_l(metrics.rouge_tokens(h), r) for h, r in zip(hyps, ref_tokens)],
-        [metrics.distinct_n([h], 1) for h in hyps],
+        [metrics.distinct_from_stats([s], 1) for s in hyp_stats],
         [metrics.avg_len(h) for h in hyps],
     )
 
@@ -138,82 +136,61 @@ def evaluate(
     ref_stats = [metrics.prepare(r) for r in refs]
     ref_tokens = [metrics.rouge_tokens(r) for r in refs]
     col_stats = [[metrics.prepare(h) for h in column] for column in columns]
-    per_line = [_score_lines(c, ref_stats, ref_tokens, s) for c, s in zip(columns, col_stats)]
+    per_line = [_score_lines(c, s, ref_stats, ref_tokens) for c, s in zip(columns, col_stats)]
     files = [lines.row(name) for lines, name in zip(per_line, names)]
 
-    samples = len(columns)
     self_bleu = div_4 = mbr_row = choice = None
-    if samples > 1 or mbr:
-        choice, self_bleus, divs = [], [], []
-        total = len(refs)
-        for i in range(total):
-            bleu, picked = _candidate_bleu([column[i] for column in col_stats], mbr)
-            self_bleus.append(bleu)
-            choice.append(picked)
-            divs.append(metrics.distinct_n([column[i] for column in columns], 4))
-            if on_progress is not None:
-                on_progress(i + 1, total)
-        if samples > 1:
-            self_bleu, div_4 = _mean(self_bleus), _mean(divs)
+    if len(columns) > 1 or mbr:
+        self_bleu, div_4, choice = _candidate_sets(col_stats, mbr, on_progress)
+        if len(columns) == 1:
+            self_bleu = div_4 = None
         if mbr:
-            mbr_row = _mbr_row(per_line, choice)
-        else:
-            choice = None
+            mbr_row = _LineScores.chosen(per_line, choice).row("mbr")
 
     source_row = None
     if sources is not None:
-        stripped = [s.strip() for s in sources]
-        source_row = _score_lines(stripped, ref_stats, ref_tokens, [metrics.prepare(s) for s in stripped]).row("source")
+        sources = [line.strip() for line in sources]
+        source_row = _score_lines(sources, [metrics.prepare(s) for s in sources], ref_stats, ref_tokens).row("source")
 
     if bertscore_model:
-        files, mbr_row, source_row = _add_bertscore(
-            bertscore_model, columns, refs, files, mbr_row, choice, source_row, sources
-        )
-    signature = metrics.signature(samples, mbr="bleu" if mbr else None, bertscore=bertscore_model)
-    return Report(files, len(refs), samples, signature, self_bleu, div_4, mbr_row, choice, source_row)
+        files = [_with_bertscore(row, bertscore_model, column, refs) for row, column in zip(files, columns)]
+        if mbr_row is not None:
+            mbr_row = _with_bertscore(mbr_row, bertscore_model, [columns[k][i] for i, k in enumerate(choice)], refs)
+        if source_row is not None:
+            source_row = _with_bertscore(source_row, bertscore_model, sources, refs)
+    signature = metrics.signature(len(columns), mbr="bleu" if mbr else None, bertscore=bertscore_model)
+    return Report(files, len(refs), len(columns), signature, self_bleu, div_4, mbr_row, choice, source_row)
 
 
-def _candidate_bleu(stats: Sequence[metrics.NgramStats], mbr: bool) -> tuple[float, int | None]:
-    """Self-BLEU of one source's candidates (pairs i < j, i as hypothesis) and, with ``mbr``,
-    the MBR choice: both from one BLEU matrix (each unordered pair counted once)."""
-    matrix = mbr_lib.pair_matrix(stats, metrics.bleu_both)
-    k = len(stats)
-    upper = [matrix[a][b] for a in range(k) for b in range(a + 1, k)]
-    return _mean(upper), mbr_lib.select_from_matrix(matrix).index if mbr else None
+def _candidate_sets(col_stats, mbr: bool, on_progress) -> tuple[float, float, list[int] | None]:
+    """Self-BLEU and div-4 averaged over sources, and the MBR choices (with ``mbr``).
+
+    One BLEU matrix per source (each unordered pair counted once) serves both
+    self-BLEU (pairs i < j, candidate i as hypothesis) and MBR (row sums).
+    """
+    self_bleus, divs, choice = [], [], []
+    total = len(col_stats[0])
+    k = len(col_stats)
+    for i in range(total):
+        stats = [column[i] for column in col_stats]
+        matrix = mbr_lib.pair_matrix(stats, metrics.bleu_both)
+        self_bleus.append(_mean([matrix[a][b] for a in range(k) for b in range(a + 1, k)]))
+        divs.append(metrics.distinct_from_stats(stats, 4))
+        if mbr:
+            choice.append(mbr_lib.select_from_matrix(matrix).index)
+        if on_progress is not None:
+            on_progress(i + 1, total)
+    return _mean(self_bleus), _mean(divs), choice if mbr else None
 
 
-def _mbr_row(per_line: Sequence[_LineScores], choice: Sequence[int]) -> Score:
-    """Scores of the chosen line of each source, taken from the per-file values already computed."""
-    picked = _LineScores([], [], [], [])
-    for i, k in enumerate(choice):
-        for name in ("bleu", "rouge_l", "dist_1", "length"):
-            getattr(picked, name).append(getattr(per_line[k], name)[i])
-    return picked.row("mbr")
-
-
-def _bertscore_f1(model: str, hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Mean BERTScore F1, as the official evaluation computes it (``bert_score.score``)."""
+def _with_bertscore(row: Score, model: str, hyps: Sequence[str], refs: Sequence[str]) -> Score:
+    """``row`` plus the mean BERTScore F1, computed as the official evaluation does (``bert_score.score``)."""
     try:
         import bert_score
     except ImportError:
-        raise DiffuseqError(
-            "BERTScore needs the optional extra: pip install 'diffuseq-cli[bertscore]'"
-        ) from None
+        raise DiffuseqError("BERTScore needs the optional extra: pip install 'diffuseq-cli[bertscore]'") from None
     _, _, f1 = bert_score.score(list(hyps), list(refs), model_type=model, lang="en", verbose=False)
-    return float(f1.mean())
-
-
-def _add_bertscore(model, columns, refs, files, mbr_row, choice, source_row, sources):
-    files = [_with_bert(row, model, column, refs) for row, column in zip(files, columns)]
-    if mbr_row is not None:
-        mbr_row = _with_bert(mbr_row, model, [columns[k][i] for i, k in enumerate(choice)], refs)
-    if source_row is not None:
-        source_row = _with_bert(source_row, model, [s.strip() for s in sources], refs)
-    return files, mbr_row, source_row
-
-
-def _with_bert(row: Score, model: str, hyps, refs) -> Score:
-    return Score(row.name, row.bleu, row.rouge_l, row.dist_1, row.avg_len, _bertscore_f1(model, hyps, refs))
+    return replace(row, bertscore=float(f1.mean()))
 
 
 def load_inputs(

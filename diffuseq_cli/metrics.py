@@ -15,6 +15,7 @@ returns a float; averaging over lines and sources lives in ``evaluate.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import struct
@@ -30,13 +31,14 @@ _SMOOTH_K = 5  # NLTK SmoothingFunction(k=5): the constant of Chen & Cherry's me
 class NgramStats:
     """A sentence's word n-grams (orders 1..4), counted once and reused for every pair.
 
-    ``grams[n - 1]`` is ``(keys, counts)``: the set of distinct n-grams, and
-    their counts, or ``None`` when every n-gram occurs once (the common case,
-    where a match count is just the size of a set intersection).
+    ``distinct[n - 1]`` is the set of its n-grams; ``occurrences[n - 1]`` the
+    set of occurrence keys (see :func:`occurrence_keys`), so that the clipped
+    match count of two sentences is the size of a set intersection, done in C.
     """
 
     length: int
-    grams: tuple[tuple[frozenset, dict | None], ...]
+    distinct: tuple[frozenset, ...]
+    occurrences: tuple[frozenset, ...]
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list:
@@ -46,15 +48,42 @@ def ngrams(tokens: Sequence[str], n: int) -> list:
     return list(zip(*(tokens[i:] for i in range(n))))
 
 
+def occurrence_keys(grams: Sequence[str], distinct: frozenset, sep: str) -> frozenset:
+    """One key per occurrence: the gram itself the first time, ``gram + sep + str(c)`` the c-th repeat.
+
+    Then |keys(a) & keys(b)| = sum over grams of min(count in a, count in b),
+    the clipped count of BLEU and chrF. ``sep`` must not occur in a gram (or,
+    for fixed-length grams, may be empty).
+    """
+    if len(distinct) == len(grams):
+        return distinct
+    repeats = [f"{gram}{sep}{c}" for gram, count in Counter(grams).items() if count > 1 for c in range(1, count)]
+    return distinct.union(repeats)
+
+
 def prepare(text: str) -> NgramStats:
-    """Count the BLEU n-grams of ``text`` (split on whitespace) once."""
+    """Count the BLEU n-grams of ``text`` (split on whitespace) once.
+
+    An n-gram is stored as its tokens joined by one space: unambiguous, since
+    whitespace-split tokens hold no whitespace, and cheaper than tuples
+    (strings cache their hash and are not tracked by the garbage collector).
+    """
     tokens = text.split()
-    grams = []
+    distinct, occurrences = [], []
+    found = tokens
     for n in range(1, BLEU_ORDER + 1):
-        found = ngrams(tokens, n)
-        counts = Counter(found)
-        grams.append((frozenset(counts), None if len(counts) == len(found) else dict(counts)))
-    return NgramStats(len(tokens), tuple(grams))
+        if n > 1:
+            found = [left + " " + right for left, right in zip(found, tokens[n - 1 :])]
+        keys = frozenset(found)
+        distinct.append(keys)
+        occurrences.append(occurrence_keys(found, keys, "\n"))
+    return NgramStats(len(tokens), tuple(distinct), tuple(occurrences))
+
+
+def distinct_from_stats(stats: Sequence[NgramStats], n: int) -> float:
+    """:func:`distinct_n` over the texts behind ``stats`` (n <= 4), from the n-grams already counted."""
+    total = sum(max(0, s.length - n + 1) for s in stats)
+    return len(frozenset().union(*(s.distinct[n - 1] for s in stats))) / total if total else 0.0
 
 
 def bleu_matches(a: NgramStats, b: NgramStats) -> list[int]:
@@ -64,14 +93,11 @@ def bleu_matches(a: NgramStats, b: NgramStats) -> list[int]:
     Stops at the first order with no match: no longer n-gram can match then.
     """
     found = []
-    for (a_keys, a_counts), (b_keys, b_counts) in zip(a.grams, b.grams):
-        common = a_keys & b_keys
+    for a_keys, b_keys in zip(a.occurrences, b.occurrences):
+        common = len(a_keys & b_keys)
         if not common:
             break
-        if a_counts is None and b_counts is None:
-            found.append(len(common))
-        else:
-            found.append(sum(min(a_counts[g] if a_counts else 1, b_counts[g] if b_counts else 1) for g in common))
+        found.append(common)
     return found + [0] * (BLEU_ORDER - len(found))
 
 
@@ -83,22 +109,32 @@ def bleu_from_matches(matches: Sequence[int], hyp_len: int, ref_len: int) -> flo
     ``1 / (2**k * 5 / ln H) / denominator`` for the k-th zero order, but only
     when H > 1 (for H == 1 it is dropped from the geometric mean, which NLTK
     does by skipping non-positive precisions); brevity penalty 1 when H > R,
-    else exp(1 - R / H); the log-sum taken with ``math.fsum``. Same float
-    operations in the same order, hence the same bits.
+    else exp(1 - R / H); the log-sum taken with ``math.fsum`` (correctly
+    rounded, so the order of the terms does not matter). Same float
+    operations, hence the same bits.
     """
     if hyp_len == 0 or matches[0] == 0:
         return 0.0
-    terms = []
-    zeros = 1
-    for n, numerator in enumerate(matches, start=1):
-        denominator = max(1, hyp_len - n + 1)
-        if numerator:
-            terms.append(0.25 * math.log(numerator / denominator))
-        elif hyp_len > 1:
-            terms.append(0.25 * math.log(1 / (2**zeros * _SMOOTH_K / math.log(hyp_len)) / denominator))
-            zeros += 1
+    terms = [0.25 * math.log(m / (hyp_len - n if hyp_len > n else 1)) for n, m in enumerate(matches) if m]
+    if len(terms) < BLEU_ORDER and hyp_len > 1:
+        terms.extend(_smoothed_terms(hyp_len, len(terms)))
     penalty = 1 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     return penalty * math.exp(math.fsum(terms))
+
+
+@functools.lru_cache(maxsize=4096)
+def _smoothed_terms(hyp_len: int, matched_orders: int) -> tuple[float, ...]:
+    """Method-4 log terms of the orders after the last matching one.
+
+    Zero-match orders always form a suffix (a shared n-gram implies shared
+    shorter ones), so these depend only on the hypothesis length and on how
+    many orders matched: worth computing once.
+    """
+    terms = []
+    for k, n in enumerate(range(matched_orders + 1, BLEU_ORDER + 1), start=1):
+        denominator = max(1, hyp_len - n + 1)
+        terms.append(0.25 * math.log(1 / (2**k * _SMOOTH_K / math.log(hyp_len)) / denominator))
+    return tuple(terms)
 
 
 def sentence_bleu(hyp: NgramStats | str, ref: NgramStats | str) -> float:
@@ -125,16 +161,23 @@ def rouge_tokens(text: str) -> list[str]:
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (one row of the DP table at a time)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
+    """Length of the longest common subsequence, bit-parallel (Allison & Dix 1986; Hyyro 2004).
+
+    Bit j of ``row`` is 1 while position j of ``b`` is still unmatched; each
+    token of ``a`` updates all of ``b`` at once with integer arithmetic, so a
+    pair costs len(a) big-int steps instead of len(a) * len(b) Python steps.
+    """
+    if not a or not b:
+        return 0
+    positions: dict[str, int] = {}
+    for j, token in enumerate(b):
+        positions[token] = positions.get(token, 0) | (1 << j)
+    mask = (1 << len(b)) - 1
+    row = mask
+    for token in a:
+        matched = row & positions.get(token, 0)
+        row = ((row + matched) | (row - matched)) & mask
+    return len(b) - row.bit_count()
 
 
 def _float32(value: float) -> float:
@@ -182,23 +225,20 @@ CHRF_ORDER = 6
 CHRF_BETA = 2
 
 
-def prepare_chrf(text: str) -> tuple[tuple[Counter, int], ...]:
-    """Character n-gram counts (orders 1..6) of ``text`` with whitespace removed."""
+def prepare_chrf(text: str) -> tuple[tuple[frozenset, int], ...]:
+    """Per order 1..6: the occurrence keys of the character n-grams of ``text``
+    (whitespace removed), and their number."""
     chars = "".join(text.split())
     out = []
     for n in range(1, CHRF_ORDER + 1):
         grams = [chars[i : i + n] for i in range(len(chars) - n + 1)]
-        out.append((Counter(grams), len(grams)))
+        out.append((occurrence_keys(grams, frozenset(grams), ""), len(grams)))
     return tuple(out)
 
 
 def chrf_matches(a, b) -> list[int]:
     """Character n-gram matches per order (the smaller count of each shared n-gram); symmetric."""
-    found = []
-    for (a_counts, _), (b_counts, _) in zip(a, b):
-        small, large = (a_counts, b_counts) if len(a_counts) <= len(b_counts) else (b_counts, a_counts)
-        found.append(sum(min(c, large[g]) for g, c in small.items() if g in large))
-    return found
+    return [len(a_keys & b_keys) for (a_keys, _), (b_keys, _) in zip(a, b)]
 
 
 def chrf_from_matches(matches: Sequence[int], hyp, ref) -> float:

@@ -28,6 +28,7 @@ class TextTokenizer:
             raise DiffuseqError(f"tokenizer lacks the special tokens {', '.join(missing)}")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id = (ids[s] for s in SPECIALS)
         self.special_ids = frozenset(ids.values())
+        self._wordpiece = type(tok.decoder).__name__ == "WordPiece"
 
     @property
     def vocab_size(self) -> int:
@@ -39,13 +40,27 @@ class TextTokenizer:
     def decode(self, seqs: list[list[int]]) -> list[str]:
         """Token ids -> text, special tokens and padding dropped (as the official decoding does)."""
         clean = [[i for i in s if i not in self.special_ids] for s in seqs]
-        return [" ".join(t.split()) for t in self.tok.decode_batch(clean, skip_special_tokens=True)]
+        texts = [" ".join(t.split()) for t in self.tok.decode_batch(clean, skip_special_tokens=True)]
+        if self._wordpiece:
+            texts = [_join_contractions(t) for t in texts]
+        return texts
 
     def save(self, path: Path) -> None:
         self.tok.save(str(path))
 
     def to_str(self) -> str:
         return self.tok.to_str()
+
+
+# WordPiece splits "what's" into "what ' s"; the official decoding (a BERT tokenizer's decode
+# with its default clean-up) joins these back. Same rules, so official numbers stay comparable.
+_CONTRACTIONS = ((" ' ", "'"), (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+
+
+def _join_contractions(text: str) -> str:
+    for old, new in _CONTRACTIONS:
+        text = text.replace(old, new)
+    return text
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> TextTokenizer:

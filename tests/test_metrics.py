@@ -185,3 +185,34 @@ def test_metric_modules_stay_pure():
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not imported & {"typer", "rich", "torch", "click"}, name
         assert "print(" not in (root / name).read_text(), name
+
+
+def _lcs_table(a, b):
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+    return table[-1][-1]
+
+
+def test_bit_parallel_lcs_equals_the_dp_table():
+    rng = random.Random(5)
+    for _ in range(3000):
+        a = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
+        b = [rng.choice("abcde") for _ in range(rng.randint(0, 70))]  # beyond 64 bits too
+        assert metrics.lcs_length(a, b) == _lcs_table(a, b)
+
+
+def test_prepared_shortcuts_equal_the_plain_definitions():
+    lines = _lines("cand0.txt") + _lines("refs.txt") + ["a a a a a", "", "x"]
+    stats = [metrics.prepare(line) for line in lines]
+    for line, s in zip(lines, stats):
+        assert metrics.distinct_from_stats([s], 1) == metrics.distinct_n([line], 1)
+    for i in range(0, len(lines) - 5, 5):
+        assert metrics.distinct_from_stats(stats[i : i + 5], 4) == metrics.distinct_n(lines[i : i + 5], 4)
+    for a, b in zip(stats[:100], stats[200:300]):
+        assert metrics.bleu_both(a, b) == (metrics.sentence_bleu(a, b), metrics.sentence_bleu(b, a))
+    for a, b in zip(lines[:50], lines[200:250]):
+        pa, pb = metrics.prepare_chrf(a), metrics.prepare_chrf(b)
+        assert metrics.chrf_both(pa, pb) == (metrics.chrf(a, b), metrics.chrf(b, a))
+        assert metrics.rouge_l(a, b) == metrics.rouge_l(b, a)

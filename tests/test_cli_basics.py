@@ -1,0 +1,52 @@
+"""The command's front door: --help, --version, start-up cost, exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from diffuseq_cli import __version__
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "diffuseq_cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"diffuseq {__version__}"
+
+
+@pytest.mark.parametrize("cmd", ["train", "generate", "rerank", "evaluate", "convert"])
+def test_every_subcommand_has_help(cmd):
+    r = run(cmd, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "Usage" in r.stdout
+
+
+def test_cli_import_does_not_import_torch():
+    code = "import sys, diffuseq_cli.cli; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_library_core_does_not_import_cli_packages():
+    code = (
+        "import sys, diffuseq_cli.model, diffuseq_cli.diffusion, diffuseq_cli.sampling, diffuseq_cli.metrics, "
+        "diffuseq_cli.mbr, diffuseq_cli.generate, diffuseq_cli.train; "
+        "print(sorted(m for m in ('typer', 'rich') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "[]", r.stderr
+
+
+def test_unknown_option_is_a_usage_error():
+    r = run("generate", "--no-such-option")
+    assert r.returncode == 2
+
+
+def test_library_errors_are_one_red_line_without_traceback(tmp_path):
+    r = run("convert", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "missing.pt" in r.stderr and r.stderr.strip().count("\n") == 0

@@ -1,0 +1,99 @@
+"""Model folders: exact round trips, official import through the CLI, safe loading."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffuseq_cli import DiffuSeq
+from diffuseq_cli.checkpoint import is_complete, load_model_folder, save_model_folder
+from diffuseq_cli.config import ModelFolderConfig, preset
+from diffuseq_cli.errors import DiffuseqError
+from diffuseq_cli.model import DiffuSeqTransformer
+from diffuseq_cli.official import load_official_state
+from diffuseq_cli.tokenizer import train_bpe
+
+from paths import OFFICIAL_TINY, QQP_VALID
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    lines = [json.loads(x)["src"] for x in QQP_VALID.read_text().splitlines()[:300]]
+    return train_bpe(lines, vocab_size=300)
+
+
+def test_model_folder_round_trips_exactly(tmp_path, tokenizer):
+    torch.manual_seed(0)
+    cfg = ModelFolderConfig(model=preset("tiny", tokenizer.vocab_size, max_positions=32))
+    model = DiffuSeqTransformer(cfg.model)
+    save_model_folder(tmp_path / "m", cfg, model, tokenizer, "# card\n")
+    assert is_complete(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir() if not p.name.startswith(".")) == [
+        "README.md", "config.json", "model.safetensors", "tokenizer.json"]
+    loaded = load_model_folder(tmp_path / "m")
+    assert loaded.config == cfg
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert loaded.tokenizer.encode(["what is it?"]) == tokenizer.encode(["what is it?"])
+    # the tied table is stored once: no separate lm_head weight in the file
+    assert "lm_head.weight" not in load_file(str(tmp_path / "m" / "model.safetensors"))
+
+
+def test_official_checkpoint_round_trips_through_convert(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(56)]) + "\n")
+    out = tmp_path / "converted"
+    r = subprocess.run(
+        [sys.executable, "-m", "diffuseq_cli", "convert", str(OFFICIAL_TINY / "ema_0.9999_000100.pt"),
+         "--tokenizer", str(vocab), "--heads", "4", "-o", str(out)],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    folder = DiffuSeq.from_pretrained(out)
+    direct = DiffuSeq.from_pretrained(OFFICIAL_TINY / "ema_0.9999_000100.pt", tokenizer=vocab, num_heads=4)
+    for (k, a), (_, b) in zip(folder.model.state_dict().items(), direct.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    official = load_official_state(OFFICIAL_TINY / "ema_0.9999_000100.pt")
+    assert torch.equal(folder.model.word_embedding.weight, official["lm_head.weight"])
+    assert torch.equal(folder.model.lm_head_bias, official["lm_head.bias"])
+    assert folder.config.diffusion.steps == 50 and folder.config.sequence.seq_len == 32
+
+
+def test_loading_rejects_a_corrupt_weights_file(tmp_path, tokenizer):
+    cfg = ModelFolderConfig(model=preset("tiny", tokenizer.vocab_size, max_positions=32))
+    save_model_folder(tmp_path / "m", cfg, DiffuSeqTransformer(cfg.model), tokenizer, "")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(DiffuseqError, match="cannot read weights"):
+        load_model_folder(tmp_path / "m")
+
+
+def test_a_failed_write_leaves_no_folder(tmp_path, tokenizer):
+    cfg = ModelFolderConfig(model=preset("tiny", tokenizer.vocab_size, max_positions=32))
+
+    class Boom(Exception):
+        pass
+
+    class Bad(DiffuSeqTransformer):
+        def state_dict(self, *a, **k):
+            raise Boom()
+
+    with pytest.raises(Boom):
+        save_model_folder(tmp_path / "m", cfg, Bad(cfg.model), tokenizer, "")
+    assert not (tmp_path / "m").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wordpiece_vocab_tokenizer_matches_bert_tokenizer_json():
+    from diffuseq_cli.tokenizer import load_tokenizer
+
+    from paths import BERT_VOCAB
+
+    a = load_tokenizer(BERT_VOCAB)
+    b = load_tokenizer(BERT_VOCAB.parent / "tokenizer.json")
+    text = ["How do I learn Python quickly?", "What's the best way to lose weight?"]
+    assert a.encode(text) == b.encode(text)
+    assert a.vocab_size == 30522 and (a.pad_id, a.cls_id, a.sep_id) == (0, 101, 102)
+    assert a.decode(a.encode(text)) == ["how do i learn python quickly?", "what's the best way to lose weight?"]
