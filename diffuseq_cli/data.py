@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -75,6 +77,9 @@ def pack(x: list[int], y: list[int], cls_id: int, sep_id: int) -> tuple[list[int
     return src + [cls_id, *y, sep_id], len(src)
 
 
+MAX_REPORTED_LINES = 5
+
+
 @dataclass
 class TokenizedData:
     """All packed sequences in one flat array: sequence i is ids[offsets[i]:offsets[i+1]]."""
@@ -82,7 +87,8 @@ class TokenizedData:
     ids: np.ndarray  # (N_tokens,) int32
     offsets: np.ndarray  # (N+1,) int64
     n_src: np.ndarray  # (N,) int32
-    truncated: int = 0
+    truncated: int = 0  # pairs shortened to fit seq_len
+    truncated_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # the first few, 1-based
 
     def __len__(self) -> int:
         return len(self.n_src)
@@ -95,65 +101,103 @@ class TokenizedData:
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, ids=self.ids, offsets=self.offsets, n_src=self.n_src, truncated=np.array(self.truncated))
-        tmp.replace(path)
+        """Write atomically (a unique temporary name, then rename): concurrent writers are safe."""
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+        try:
+            np.savez(tmp, ids=self.ids, offsets=self.offsets, n_src=self.n_src, truncated=np.array(self.truncated),
+                     truncated_lines=self.truncated_lines)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> "TokenizedData":
-        z = np.load(path)
-        return cls(ids=z["ids"], offsets=z["offsets"], n_src=z["n_src"], truncated=int(z["truncated"]))
+        with np.load(path) as z:
+            lines = z["truncated_lines"] if "truncated_lines" in z.files else np.zeros(0, dtype=np.int64)
+            return cls(ids=z["ids"], offsets=z["offsets"], n_src=z["n_src"], truncated=int(z["truncated"]),
+                       truncated_lines=lines)
 
 
 def tokenize_file(path, tokenizer, seq_len: int, chunk: int = 4096) -> TokenizedData:
-    """Read, tokenize and pack a JSONL file in chunks (memory stays proportional to the token count)."""
-    ids_parts, lens, n_src_all = [], [], []
-    truncated = 0
+    """Read, tokenize and pack a JSONL file in chunks of ``chunk`` lines.
+
+    Each chunk becomes one int32 array at once, so memory stays proportional to the
+    token count (no Python object per sequence survives a chunk).
+    """
+    id_chunks, len_chunks, src_chunks = [], [], []
+    truncated, truncated_lines = 0, []
     budget = seq_len - NUM_SPECIALS
 
-    def flush(srcs, trgs):
+    def flush(srcs, trgs, lines):
         nonlocal truncated
-        for x, y in zip(tokenizer.encode(srcs), tokenizer.encode(trgs)):
+        seqs, lens, n_srcs = [], [], []
+        for x, y, n in zip(tokenizer.encode(srcs), tokenizer.encode(trgs), lines):
             x, y, cut = truncate_pair(x, y, budget)
-            truncated += cut
+            if cut:
+                truncated += 1
+                if len(truncated_lines) < MAX_REPORTED_LINES:
+                    truncated_lines.append(n)
             seq, ns = pack(x, y, tokenizer.cls_id, tokenizer.sep_id)
-            ids_parts.append(np.asarray(seq, dtype=np.int32))
+            seqs.extend(seq)
             lens.append(len(seq))
-            n_src_all.append(ns)
+            n_srcs.append(ns)
+        id_chunks.append(np.asarray(seqs, dtype=np.int32))
+        len_chunks.append(np.asarray(lens, dtype=np.int64))
+        src_chunks.append(np.asarray(n_srcs, dtype=np.int32))
 
-    srcs, trgs = [], []
-    for s, t, _ in read_pairs(path):
+    srcs, trgs, lines = [], [], []
+    for s, t, n in read_pairs(path):
         srcs.append(s)
         trgs.append(t)
+        lines.append(n)
         if len(srcs) == chunk:
-            flush(srcs, trgs)
-            srcs, trgs = [], []
+            flush(srcs, trgs, lines)
+            srcs, trgs, lines = [], [], []
     if srcs:
-        flush(srcs, trgs)
-    if not lens:
-        raise DataError("no examples (the file is empty)", path)
-    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    return TokenizedData(np.concatenate(ids_parts), offsets, np.asarray(n_src_all, dtype=np.int32), truncated)
+        flush(srcs, trgs, lines)
+    if not len_chunks:
+        raise DataError("no examples (the file is empty or holds only blank lines)", path)
+    lengths = np.concatenate(len_chunks)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return TokenizedData(np.concatenate(id_chunks), offsets, np.concatenate(src_chunks), truncated,
+                         np.asarray(truncated_lines, dtype=np.int64))
+
+
+def file_hash(path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    return h.hexdigest()
 
 
 def cache_key(path, tokenizer_json: str, seq_len: int) -> str:
     """Content hash of the data file, the tokenizer and the packing settings."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    h = hashlib.sha256(file_hash(path).encode())
     h.update(hashlib.sha256(tokenizer_json.encode()).digest())
     h.update(f"seq_len={seq_len};layout=official-v1".encode())
     return h.hexdigest()[:20]
 
 
+def cache_path(path, tokenizer, seq_len: int, cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"{Path(path).stem}-{cache_key(path, tokenizer.to_str(), seq_len)}.npz"
+
+
 def load_or_tokenize(path, tokenizer, seq_len: int, cache_dir: Path) -> TokenizedData:
     """Tokenized data from the cache when the file, tokenizer and settings are unchanged."""
+    cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cached = cache_dir / f"{Path(path).stem}-{cache_key(path, tokenizer.to_str(), seq_len)}.npz"
+    cached = cache_path(path, tokenizer, seq_len, cache_dir)
     if cached.exists():
-        return TokenizedData.load(cached)
+        try:
+            return TokenizedData.load(cached)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable (a disk that filled up, say): tokenize again and replace it
     data = tokenize_file(path, tokenizer, seq_len)
     data.save(cached)
     return data
@@ -176,7 +220,7 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, p
     order = rng.permutation(len(lengths))
     n_full = len(order) // batch_size
     if n_full == 0:
-        raise DataError(f"only {len(lengths)} examples, fewer than one batch of {batch_size}")
+        raise DataError(f"only {len(lengths)} examples, fewer than one batch of {batch_size}; lower --batch-size")
     order = order[: n_full * batch_size]
     chunk = batch_size * pool
     batches = []
@@ -190,17 +234,18 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, p
 def collate(data: TokenizedData, index: np.ndarray, pad_id: int, multiple: int = 8, max_len: int | None = None):
     """Pad the sequences of ``index`` to the batch's longest (rounded up to ``multiple``).
 
-    Returns (ids (B, L) int64 array, target_mask (B, L) bool array).
+    Returns (ids (B, L) int64 array, target_mask (B, L) bool array); vectorised, no loop per sequence.
     """
-    lens = data.lengths[index]
+    index = np.asarray(index, dtype=np.int64)
+    starts = data.offsets[index]  # (B,)
+    lens = data.offsets[index + 1] - starts  # (B,)
     L = int(lens.max())
     L = -(-L // multiple) * multiple
     if max_len is not None:
         L = min(L, max_len)
-    ids = np.full((len(index), L), pad_id, dtype=np.int64)
-    mask = np.ones((len(index), L), dtype=bool)
-    for row, i in enumerate(index):
-        seq = data.sequence(int(i))
-        ids[row, : len(seq)] = seq
-        mask[row, : data.n_src[i]] = False
+    pos = np.arange(L)[None, :]  # (1, L)
+    inside = pos < lens[:, None]  # (B, L)
+    gather = np.where(inside, starts[:, None] + pos, 0)
+    ids = np.where(inside, data.ids[gather], pad_id).astype(np.int64)
+    mask = pos >= data.n_src[index][:, None]  # (B, L): False on the source part
     return ids, mask

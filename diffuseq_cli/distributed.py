@@ -3,16 +3,21 @@
 ``--gpus N`` (or ``--nproc N`` on CPU) spawns N processes on this machine with a free
 port; when the usual environment variables (RANK, WORLD_SIZE, MASTER_ADDR, ...) are
 already set, as under ``torchrun --nnodes ...``, nothing is spawned.
+A library error (``DiffuseqError``) raised in a spawned worker is raised again in the
+parent, so the command line reports it as one line, as it would in one process.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from .errors import DiffuseqError
 
 
 @dataclass(frozen=True)
@@ -40,24 +45,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(worker, nprocs: int, args: tuple) -> None:
-    """Run ``worker(local_rank, *args)`` in ``nprocs`` processes joined by env:// rendezvous on localhost."""
+def spawn(worker, nprocs: int, args: tuple):
+    """Run ``worker(local_rank, *args)`` in ``nprocs`` processes joined by env:// rendezvous on localhost.
+
+    Returns rank 0's return value. A ``DiffuseqError`` in any worker is raised here.
+    """
     import torch.multiprocessing as mp
 
+    ctx = mp.get_context("spawn")
+    outcomes = ctx.SimpleQueue()
+    saved = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE")}
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(free_port())
     os.environ["WORLD_SIZE"] = str(nprocs)
     try:
-        mp.spawn(_entry, args=(worker, nprocs, args), nprocs=nprocs, join=True)
+        try:
+            mp.spawn(_entry, args=(worker, nprocs, args, outcomes), nprocs=nprocs, join=True)
+        except (mp.ProcessRaisedException, mp.ProcessExitedException):
+            for _, kind, value in _drain(outcomes):
+                if kind == "error":
+                    raise value from None
+            raise
+        results = {rank: value for rank, kind, value in _drain(outcomes) if kind == "ok"}
+        return results.get(0)
     finally:
-        for key in ("WORLD_SIZE", "MASTER_PORT"):
-            os.environ.pop(key, None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def _entry(local_rank: int, worker, nprocs: int, args: tuple) -> None:
+def _drain(outcomes) -> list:
+    items = []
+    try:
+        while not outcomes.empty():
+            items.append(outcomes.get())
+    except (EOFError, OSError, queue.Empty):
+        pass
+    return items
+
+
+def _entry(local_rank: int, worker, nprocs: int, args: tuple, outcomes) -> None:
     os.environ["RANK"] = str(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
-    worker(local_rank, *args)
+    os.environ["LOCAL_WORLD_SIZE"] = str(nprocs)
+    try:
+        result = worker(local_rank, *args)
+    except DiffuseqError as exc:
+        outcomes.put((local_rank, "error", exc))
+        raise SystemExit(1) from None
+    outcomes.put((local_rank, "ok", result))
 
 
 def init(device_kind: str, gpus: tuple[int, ...]) -> Placement:
@@ -77,6 +115,10 @@ def init(device_kind: str, gpus: tuple[int, ...]) -> Placement:
     else:
         dev = torch.device("cpu")
         backend = "gloo"
+        if "OMP_NUM_THREADS" not in os.environ:
+            # N processes on one machine share its cores instead of each taking all of them.
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return Placement(rank, world, dev)
@@ -88,7 +130,7 @@ def shutdown() -> None:
 
 
 def all_gather_cat(x: torch.Tensor, placement: Placement) -> torch.Tensor:
-    """Concatenate every rank's ``x`` along dim 0, in rank order (identical result on all ranks)."""
+    """Concatenate every rank's ``x`` (on this rank's device) along dim 0, in rank order; the same on all ranks."""
     if not placement.distributed:
         return x
     parts = [torch.empty_like(x) for _ in range(placement.world_size)]
@@ -102,3 +144,30 @@ def all_reduce_mean(x: torch.Tensor, placement: Placement) -> torch.Tensor:
         dist.all_reduce(x)
         x /= placement.world_size
     return x
+
+
+def any_rank(flag: bool, placement: Placement) -> bool:
+    """True on every rank when ``flag`` is true on at least one (keeps decisions like "stop now" in step)."""
+    if not placement.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=placement.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def broadcast_object(obj, placement: Placement):
+    """Rank 0's ``obj`` on every rank (picklable objects)."""
+    if not placement.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_gather_object(obj, placement: Placement) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not placement.distributed:
+        return [obj]
+    out = [None] * placement.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import mbr as mbr_lib
 from . import metrics
 from .errors import DataError, DiffuseqError, UsageError
-from .textio import read_lines
+from .textio import display_name, read_lines
 
 DEFAULT_BERTSCORE_MODEL = "microsoft/deberta-xlarge-mnli"
 
@@ -211,18 +211,20 @@ def load_inputs(
         if len(lines) != len(refs) * per_line:
             expected = f"{len(refs)}" if per_line == 1 else f"{len(refs)} x {per_line} = {len(refs) * per_line}"
             raise DataError(
-                f"{path} has {len(lines)} lines but {refs_path} has {len(refs)}"
+                f"{display_name(path)} has {len(lines)} lines but {display_name(refs_path)} has {len(refs)}"
                 + ("" if per_line == 1 else f" (expected {expected} with -n {per_line})")
             )
         if per_line == 1:
             columns.append(lines)
-            names.append(str(path))
+            names.append(display_name(path))
         else:
             columns.extend(lines[k::per_line] for k in range(per_line))
-            names.extend(f"{path}#{k + 1}" for k in range(per_line))
+            names.extend(f"{display_name(path)}#{k + 1}" for k in range(per_line))
     sources = None
     if sources_path is not None:
         sources = read_lines(sources_path)
         if len(sources) != len(refs):
-            raise DataError(f"{sources_path} has {len(sources)} lines but {refs_path} has {len(refs)}")
+            raise DataError(
+                f"{display_name(sources_path)} has {len(sources)} lines but {display_name(refs_path)} has {len(refs)}"
+            )
     return columns, names, refs, sources

@@ -1,10 +1,11 @@
-"""Minimum Bayes risk selection over one source's candidates (DiffuSeq paper, section 4.3).
+"""Minimum Bayes risk selection over one source's candidates (DiffuSeq paper, section 3, "MBR").
 
 The expected utility of candidate i is the sum over j != i of
-``utility(hyp=candidates[i], ref=candidates[j])``; MBR picks the argmax, the
-first on ties. Each candidate is prepared (tokenized, n-grams counted) once,
-then scored against the others, so a set of K costs K preparations and
-K(K-1) cheap pair scores. Row sums are added in NumPy's pairwise order so that
+``utility(hyp=candidates[i], ref=candidates[j])`` (the paper uses BLEU); MBR
+picks the argmax, the first on ties. Each candidate is prepared (tokenized,
+n-grams counted) once, and each unordered pair is matched once for both
+directions, so a set of K costs K preparations and K(K-1)/2 set
+intersections per n-gram order. Row sums are added in NumPy's pairwise order so that
 near-ties break exactly as the official ``np.argmax(np.sum(matrix, -1))`` does.
 """
 

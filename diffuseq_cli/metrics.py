@@ -102,7 +102,8 @@ def bleu_matches(a: NgramStats, b: NgramStats) -> list[int]:
 
 
 def bleu_from_matches(matches: Sequence[int], hyp_len: int, ref_len: int) -> float:
-    """NLTK sentence BLEU-4 with smoothing method 4 and one reference, bit for bit.
+    """NLTK sentence BLEU-4 with smoothing method 4 and one reference, bit for bit,
+    from the match counts :func:`bleu_matches` gives (zeros only as a suffix).
 
     The NLTK details kept: 0 when no unigram matches (so for an empty side);
     each precision is matches / max(1, H - n + 1); a zero precision becomes

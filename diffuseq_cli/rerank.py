@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import DataError, UsageError
 from .mbr import MBROutput, get_utility, mbr_select
-from .textio import iter_lines
+from .textio import display_name, iter_lines
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
 
@@ -59,10 +59,6 @@ class RerankResult:
         return json.dumps(record, ensure_ascii=False)
 
 
-def _display(path) -> str:
-    return "<stdin>" if str(path) == "-" else str(path)
-
-
 def _aligned(paths: Sequence, first: Iterator[str]) -> Iterator[CandidateSet]:
     """Line i of every file is one candidate set; unequal lengths are an error naming both files."""
     streams = [first] + [iter_lines(p) for p in paths[1:]]
@@ -73,8 +69,8 @@ def _aligned(paths: Sequence, first: Iterator[str]) -> Iterator[CandidateSet]:
             short = min(range(len(paths)), key=totals.__getitem__)
             long = max(range(len(paths)), key=totals.__getitem__)
             raise DataError(
-                f"{_display(paths[short])} has {totals[short]} lines but "
-                f"{_display(paths[long])} has {totals[long]}; candidate files must be line-aligned"
+                f"{display_name(paths[short])} has {totals[short]} lines but "
+                f"{display_name(paths[long])} has {totals[long]}; candidate files must be line-aligned"
             )
         yield CandidateSet(list(row))
 
@@ -89,7 +85,7 @@ def _grouped(path, lines: Iterator[str], k: int) -> Iterator[CandidateSet]:
             yield CandidateSet(group)
             group = []
     if group:
-        raise DataError(f"{_display(path)} has {count} lines, not a multiple of -n {k}")
+        raise DataError(f"{display_name(path)} has {count} lines, not a multiple of -n {k}")
 
 
 def _jsonl(path, lines: Iterator[str], k: int | None) -> Iterator[CandidateSet]:
@@ -99,12 +95,12 @@ def _jsonl(path, lines: Iterator[str], k: int | None) -> Iterator[CandidateSet]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg})", _display(path), number) from None
+            raise DataError(f"not valid JSON ({exc.msg})", display_name(path), number) from None
         candidates = record.get("candidates") if isinstance(record, dict) else None
         if not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates):
-            raise DataError('expected an object with a non-empty "candidates" list of strings', _display(path), number)
+            raise DataError('expected an object with a non-empty "candidates" list of strings', display_name(path), number)
         if k is not None and len(candidates) != k:
-            raise DataError(f"{len(candidates)} candidates, but -n {k} was given", _display(path), number)
+            raise DataError(f"{len(candidates)} candidates, but -n {k} was given", display_name(path), number)
         yield CandidateSet(candidates, {key: v for key, v in record.items() if key != "candidates"})
 
 

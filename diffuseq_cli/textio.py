@@ -22,6 +22,11 @@ from .errors import DataError, DiffuseqError, UsageError
 _BOM = b"\xef\xbb\xbf"
 
 
+def display_name(path: str | Path) -> str:
+    """How messages and reports name ``path``: ``<stdin>`` for ``"-"``."""
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
 def _open_binary(path: str | Path):
     if str(path) == "-":
         return contextlib.nullcontext(sys.stdin.buffer)
@@ -41,7 +46,7 @@ def iter_lines(path: str | Path) -> Iterator[str]:
 
     Reads one line at a time, so memory stays flat on long files.
     """
-    name = "<stdin>" if str(path) == "-" else str(path)
+    name = display_name(path)
     with _open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(_BOM):

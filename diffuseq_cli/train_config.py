@@ -73,18 +73,30 @@ class TrainConfig:
             raise UsageError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         if self.precision not in (None, "fp32", "bf16", "fp16"):
             raise UsageError("--precision must be fp32, bf16 or fp16")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.gpus and (len(set(self.gpus)) != len(self.gpus) or min(self.gpus) < 0):
+            raise UsageError(f"--gpus lists each device once, as non-negative ids (got {','.join(map(str, self.gpus))})")
+        if self.gpus and self.device == "cpu":
+            raise UsageError("--gpus and --device cpu contradict each other")
+        for name in ("steps", "batch_size", "nproc", "save_every", "log_every", "seq_len", "diffusion_steps", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+        if self.microbatch is not None and self.microbatch < 1:
+            raise UsageError("--microbatch must be positive")
+        if self.seq_len < 8:
+            raise UsageError("--seq-len must be at least 8 (5 positions go to the special tokens)")
         world = self.world_size
         if self.batch_size % world:
             raise UsageError(f"--batch-size {self.batch_size} is not divisible by the {world} processes")
-        if self.steps < 1 or self.batch_size < 1:
-            raise UsageError("--steps and --batch-size must be positive")
 
     @property
     def world_size(self) -> int:
         return len(self.gpus) if self.gpus else max(1, self.nproc)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+    def to_json(self, **extra) -> str:
+        """The config as JSON; ``extra`` keys (like the resolved model) are written too and ignored on reading."""
+        return json.dumps({**dataclasses.asdict(self), **extra}, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
@@ -100,17 +112,105 @@ def with_recipe(recipe: str, **explicit) -> TrainConfig:
         raise UsageError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     values = dict(RECIPES[recipe])
     values.update({k: v for k, v in explicit.items() if v is not None})
+    unknown = sorted(set(values) - _FIELDS)
+    if unknown:
+        raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")
     return TrainConfig(recipe=recipe, **values)
 
 
-def read_model_overrides(path: str | Path) -> dict:
-    """``--config FILE``: a JSON object of ModelConfig fields (and optionally training fields under "train")."""
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+# What a resumed run may change: how long and where it runs, how often it saves and logs.
+# Everything else (model, data layout, optimiser) is fixed by the run's config.json.
+RESUME_OVERRIDABLE = frozenset({
+    "data", "valid", "out", "steps", "max_minutes", "device", "gpus", "nproc", "microbatch", "precision",
+    "save_every", "keep", "log_every", "valid_every", "eval_bleu_every", "eval_lines", "eval_sample_steps",
+})
+
+
+def read_run_config(run: str | Path) -> TrainConfig | None:
+    """The TrainConfig saved in a run folder, or None when the folder has none."""
+    path = Path(run) / "config.json"
+    if not path.exists():
+        return None
     try:
-        data = json.loads(Path(path).read_text())
+        return TrainConfig.from_json(path.read_text())
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not a training configuration ({exc})") from None
+
+
+def resume_config(saved: TrainConfig, **explicit) -> TrainConfig:
+    """The saved run's config with the explicitly given options (not None) that a resume may change."""
+    changes = {k: v for k, v in explicit.items() if v is not None}
+    fixed = sorted(k for k, v in changes.items() if k not in RESUME_OVERRIDABLE and getattr(saved, k, v) != v)
+    if fixed:
+        names = ", ".join(_flag(k) for k in fixed)
+        raise UsageError(f"cannot change {names} when resuming {saved.out}; start a new run (another --out) instead")
+    return dataclasses.replace(saved, **{k: v for k, v in changes.items() if k in RESUME_OVERRIDABLE})
+
+
+def check_resumable(saved: TrainConfig, cfg: TrainConfig) -> None:
+    """Raise UsageError when ``cfg`` changes a setting that a resumed run must keep."""
+    resume_config(saved, **{f: getattr(cfg, f) for f in _FIELDS})
+
+
+def _flag(name: str) -> str:
+    return {"model_overrides": "--config", "eval_bleu_every": "--eval-every"}.get(name, "--" + name.replace("_", "-"))
+
+
+def read_config_file(path: str | Path) -> tuple[dict, dict]:
+    """``--config FILE``: a JSON object of ModelConfig fields, optionally with training fields under "train".
+
+    Returns (model overrides, training overrides), both checked against the known field names.
+    """
+    from .config import ModelConfig
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise UsageError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object")
-    return data
+    train = data.pop("train", {})
+    if not isinstance(train, dict):
+        raise UsageError(f"{path}: \"train\" must be a JSON object of training settings")
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
+    bad = sorted(set(data) - model_fields)
+    if bad:
+        hint = " (set the vocabulary with --vocab-size)" if "vocab_size" in bad else ""
+        raise UsageError(f"{path}: unknown model field(s) {', '.join(bad)}{hint}; known: {', '.join(sorted(model_fields))}")
+    bad = sorted(set(train) - (_FIELDS - {"model_overrides"}))
+    if bad:
+        raise UsageError(f"{path}: unknown training setting(s) under \"train\": {', '.join(bad)}")
+    if "gpus" in train:
+        train["gpus"] = tuple(train["gpus"])
+    return data, train
+
+
+def read_model_overrides(path: str | Path) -> dict:
+    """The model part of ``--config FILE`` (see ``read_config_file``)."""
+    return read_config_file(path)[0]
+
+
+def resolve_config(explicit: dict, config_file: str | Path | None = None, resume: bool = False) -> TrainConfig:
+    """The command line's TrainConfig: recipe defaults < ``--config`` file < explicit options.
+
+    ``explicit`` holds the options as given (None: not given). With ``resume`` and a run
+    folder that has a saved config, that config is the base instead, and only the options a
+    resumed run may change (``RESUME_OVERRIDABLE``) may differ from it.
+    """
+    given = {k: v for k, v in explicit.items() if v is not None}
+    model_overrides, file_train = read_config_file(config_file) if config_file else ({}, {})
+    for name in ("embed_dim", "self_condition"):  # an explicit option beats the file's model field
+        if name in given:
+            model_overrides.pop(name, None)
+    values = {**file_train, **given}
+    if config_file:
+        values["model_overrides"] = model_overrides
+    saved = read_run_config(values.get("out", TrainConfig.__dataclass_fields__["out"].default)) if resume else None
+    if saved is not None:
+        return resume_config(saved, **values)
+    recipe = values.pop("recipe", "fast")
+    return with_recipe(recipe, **values)

@@ -139,3 +139,15 @@ def test_help_shows_examples(run):
     code, out, _ = run("--help")
     assert code == 0
     assert "diffuseq evaluate preds.txt refs.txt" in out
+
+
+def test_predictions_from_stdin():
+    from typer.testing import CliRunner
+
+    from diffuseq_cli.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "-", REFS, "-f", "json"], input=Path(CANDS[0]).read_bytes())
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["files"][0]
+    assert row["name"] == "<stdin>"
+    assert row["bleu"] == pytest.approx(EXPECTED["per_file"][0]["bleu"], abs=1e-12)

@@ -19,21 +19,31 @@ class Format(str, Enum):
     text = "text"
 
 
+FilesArg = Annotated[
+    list[Path],
+    typer.Argument(help="Prediction files, then the references file last (unless --refs is given).",
+                   show_default=False, metavar="FILE"),
+]
+RefsOpt = Annotated[Optional[Path], typer.Option("--refs", "-r", help="References file; then every FILE is predictions.")]
+PerLineOpt = Annotated[
+    int, typer.Option("--num-samples", "-n", min=1, help="Each predictions file holds K consecutive lines per reference.")
+]
+MbrOpt = Annotated[bool, typer.Option("--mbr", help="Add a row for the MBR choice (summed sentence BLEU) among the samples.")]
+SourcesOpt = Annotated[Optional[Path], typer.Option("--sources", "-s", help="Source file: add the copy-the-source baseline row.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table (rich, on stderr), json or text (on stdout).")]
+BertOpt = Annotated[bool, typer.Option("--bertscore", help="Add BERTScore F1 (needs the 'bertscore' extra).")]
+BertModelOpt = Annotated[Optional[str], typer.Option("--bertscore-model", help="BERTScore model (implies --bertscore).")]
+
+
 def evaluate(
-    files: Annotated[
-        list[Path],
-        typer.Argument(help="Prediction files, then the references file last (unless --refs is given).",
-                       show_default=False, metavar="FILE"),
-    ],
-    refs: Annotated[Optional[Path], typer.Option("--refs", "-r", help="References file; then every FILE is predictions.")] = None,
-    num_samples: Annotated[
-        int, typer.Option("--num-samples", "-n", min=1, help="Each predictions file holds K consecutive lines per reference.")
-    ] = 1,
-    mbr: Annotated[bool, typer.Option("--mbr", help="Add a row for the MBR choice (summed sentence BLEU) among the samples.")] = False,
-    sources: Annotated[Optional[Path], typer.Option("--sources", "-s", help="Source file: add the copy-the-source baseline row.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="table (rich, on stderr), json or text (on stdout).")] = Format.table,
-    bertscore: Annotated[bool, typer.Option("--bertscore", help="Add BERTScore F1 (needs the 'bertscore' extra).")] = False,
-    bertscore_model: Annotated[Optional[str], typer.Option("--bertscore-model", help="BERTScore model (implies --bertscore).")] = None,
+    files: FilesArg,
+    refs: RefsOpt = None,
+    num_samples: PerLineOpt = 1,
+    mbr: MbrOpt = False,
+    sources: SourcesOpt = None,
+    fmt: FormatOpt = Format.table,
+    bertscore: BertOpt = False,
+    bertscore_model: BertModelOpt = None,
     quiet: QuietOpt = False,
 ):
     """Score predictions the way the DiffuSeq paper does: BLEU, ROUGE-L, dist-1, length,

@@ -27,19 +27,31 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
+FilesArg = Annotated[
+    list[str],
+    typer.Argument(help="Candidate files: one per sample (line-aligned), one with -n K lines per source, "
+                   "or JSONL from generate. '-' reads stdin.", show_default=False, metavar="CANDIDATES"),
+]
+PerLineOpt = Annotated[
+    Optional[int], typer.Option("--num-samples", "-n", min=1, help="K consecutive lines per source in one text file.")
+]
+MetricOpt = Annotated[Metric, typer.Option("--metric", "-m", help="Utility between candidates.")]
+NbestOpt = Annotated[int, typer.Option("--nbest", min=1, help="Print the N best candidates per source, best first.")]
+FormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="text (N lines per source) or jsonl (one object per source).")
+]
+InputFormatOpt = Annotated[
+    InputFormat, typer.Option("--input-format", help="auto: JSONL when the first line starts with '{'.")
+]
+
+
 def rerank(
-    files: Annotated[
-        list[str],
-        typer.Argument(help="Candidate files: one per sample (line-aligned), one with -n K lines per source, "
-                       "or JSONL from generate. '-' reads stdin.", show_default=False, metavar="CANDIDATES"),
-    ],
-    num_samples: Annotated[
-        Optional[int], typer.Option("--num-samples", "-n", min=1, help="K consecutive lines per source in one text file.")
-    ] = None,
-    metric: Annotated[Metric, typer.Option("--metric", "-m", help="Utility between candidates.")] = Metric.bleu,
-    nbest: Annotated[int, typer.Option("--nbest", min=1, help="Print the N best candidates per source, best first.")] = 1,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text (N lines per source) or jsonl (one object per source).")] = OutputFormat.text,
-    input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first line starts with '{'.")] = InputFormat.auto,
+    files: FilesArg,
+    num_samples: PerLineOpt = None,
+    metric: MetricOpt = Metric.bleu,
+    nbest: NbestOpt = 1,
+    fmt: FormatOpt = OutputFormat.text,
+    input_format: InputFormatOpt = InputFormat.auto,
     output: OutputOpt = None,
 ):
     """Pick, for each source, the candidate that agrees most with the others (minimum Bayes risk).
