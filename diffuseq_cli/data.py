@@ -164,16 +164,23 @@ def tokenize_file(path, tokenizer, seq_len: int, chunk: int = 4096) -> Tokenized
                          np.asarray(truncated_lines, dtype=np.int64))
 
 
+_HASHES: dict[tuple, str] = {}
+
+
 def file_hash(path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
+    """sha256 of a file's bytes (hex); remembered per (path, size, mtime) within a process."""
     try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-    except FileNotFoundError:
-        raise DataError("file not found", path) from None
-    return h.hexdigest()
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
 def cache_key(path, tokenizer_json: str, seq_len: int) -> str:

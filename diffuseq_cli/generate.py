@@ -1,9 +1,18 @@
 """``diffuseq generate``: stream source lines through sampling, in input order, with optional MBR.
 
-Lines are read by a background thread so that a batch can be formed with a time
-limit: with stdin held open, the first line's output appears before the input ends.
-Memory stays flat: at most ``max_pending`` unfinished lines are held; when that many
-wait, the batch holding the oldest one runs even if it is not full.
+Lines are read by a background thread into a bounded queue, so that batches can be formed
+while the input is still arriving:
+
+* a line waits in a bucket of lines of its sequence length until the bucket holds a full
+  batch; when the input stalls (nothing to read) and the oldest waiting line has waited
+  ``flush_seconds``, every bucket runs as it is. With stdin held open, the first line's
+  output therefore appears about ``flush_seconds`` after it was written, not at the end;
+* memory stays flat: the queue is bounded, and when ``max_pending`` lines are unfinished,
+  the bucket holding the oldest one runs even if it is not full, so that the lines
+  finished behind it can be written out.
+
+Results come out in input order; which lines share a batch never changes them
+(``generation`` explains why).
 """
 
 from __future__ import annotations
@@ -22,21 +31,31 @@ import torch
 from .checkpoint import LoadedModel
 from .diffusion import Diffusion
 from .errors import DataError
-from .generation import Job, SamplingOptions, candidate_seed, prepare, sample_jobs
-from .mbr import MBROutput, mbr_select
+from .generation import Job, SamplingOptions, candidate_seed, model_device, prepare, sample_jobs
+from .mbr import MBROutput, get_utility, mbr_select
+
+FORMATS = ("text", "jsonl")
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
     num_samples: int = 1
-    batch_size: int = 64  # candidates per model call
+    batch_size: int = 64  # candidates per model call (rounded down to whole lines, at least one line)
     mbr: bool = False
     mbr_metric: str = "bleu"
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    device: str = "cpu"
+    device: str | None = None  # None: where the model's weights are
     precision: str = "fp32"
-    flush_seconds: float = 0.5  # run a partial batch when no input arrived for this long
-    max_pending: int = 0  # unfinished lines held at most (0: 4 batches' worth)
+    flush_seconds: float = 0.5  # when the input stalls, run partial batches once the oldest line waited this long
+    max_pending: int = 0  # unfinished lines held at most (0: 4 batches' worth, at least 8)
+
+    def __post_init__(self):
+        if self.num_samples < 1 or self.batch_size < 1:
+            raise ValueError("num_samples and batch_size must be positive")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.mbr:
+            get_utility(self.mbr_metric)
 
 
 @dataclass
@@ -56,13 +75,34 @@ class LineResult:
 _END = object()
 
 
-def _reader(lines: Iterable[str], q: queue.Queue) -> None:
-    try:
-        for text in lines:
-            q.put(text)
-        q.put(_END)
-    except BaseException as exc:  # handed to the consumer, which raises it
-        q.put(exc)
+class _Reader:
+    """Iterate ``lines`` on a daemon thread into a bounded queue; exceptions travel through the queue."""
+
+    def __init__(self, lines: Iterable[str], maxsize: int):
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, args=(lines,), daemon=True, name="diffuseq-reader").start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, lines: Iterable[str]) -> None:
+        try:
+            for text in lines:
+                if not self._put(text):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def generate_stream(
@@ -70,98 +110,115 @@ def generate_stream(
     lines: Iterable[str],
     opts: GenerateOptions,
     start_line: int = 0,
-    on_batch: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[LineResult]:
-    """Yield one LineResult per input line, in input order. ``on_batch(lines_done, candidates)`` reports progress."""
-    device = torch.device(opts.device)
+    """Yield one LineResult per input line, in input order; lines are numbered from ``start_line``.
+
+    An empty (or whitespace-only) line is not sampled: its candidates are empty strings.
+    ``on_batch(candidates)`` is called after each model call. Device: ``opts.device``, or where the
+    model is; the model must already be there.
+    """
+    device = torch.device(opts.device) if opts.device else model_device(loaded)
     diffusion = Diffusion(loaded.config.diffusion)
     n = opts.num_samples
-    # Whole lines per batch: all n candidates of a line are sampled together.
-    batch = max(n, opts.batch_size // n * n)
+    batch = max(n, opts.batch_size // n * n)  # whole lines: all n candidates of a line in one call
     max_pending = opts.max_pending or max(4 * batch // n, 8)
-    q: queue.Queue = queue.Queue(maxsize=max(2 * batch, 64))
-    threading.Thread(target=_reader, args=(lines, q), daemon=True).start()
 
-    buckets: dict[int, list[tuple[Job, int]]] = defaultdict(list)  # length -> (job, k) waiting
+    buckets: dict[int, list[tuple[Job, int]]] = defaultdict(list)  # length -> (job, k) waiting, oldest first
+    arrived: dict[int, float] = {}  # line -> when it was read (for lines waiting in a bucket)
     sources: dict[int, str] = {}
     jobs: dict[int, Job] = {}
     done: dict[int, list[str | None]] = {}
-    next_line = start_line  # next line number to read
-    next_emit = start_line
-    finished_lines = 0
+    next_line = next_emit = start_line
 
-    def run(length: int, count: int) -> None:
-        nonlocal finished_lines
-        work, buckets[length] = buckets[length][:count], buckets[length][count:]
-        if not buckets[length]:
+    def run(length: int) -> None:
+        work, rest = buckets[length][:batch], buckets[length][batch:]
+        if rest:
+            buckets[length] = rest
+        else:
             del buckets[length]
         rows = sample_jobs(loaded, diffusion, [j for j, _ in work], [k for _, k in work], opts.sampling, device, opts.precision)
         for (job, k), text in zip(work, loaded.tokenizer.decode(rows)):
             done[job.line][k] = text
+            arrived.pop(job.line, None)
         if on_batch:
-            on_batch(finished_lines, len(work))
+            on_batch(len(work))
+
+    def run_all() -> None:
+        for length in sorted(buckets, key=lambda L: -len(buckets[L])):
+            while length in buckets:
+                run(length)
+
+    def deadline() -> float:
+        return min(arrived[b[0][0].line] for b in buckets.values()) + opts.flush_seconds
 
     def ready() -> Iterator[LineResult]:
-        nonlocal next_emit, finished_lines
+        nonlocal next_emit
         while next_emit in done and all(c is not None for c in done[next_emit]):
-            cands = done.pop(next_emit)
-            job = jobs.pop(next_emit, None)
+            line = next_emit
+            cands: list[str] = done.pop(line)  # type: ignore[assignment]
+            job = jobs.pop(line, None)
             result = LineResult(
-                line=next_emit, source=sources.pop(next_emit), candidates=cands,  # type: ignore[arg-type]
-                seeds=[candidate_seed(opts.sampling.seed, next_emit, k) for k in range(n)],
+                line=line, source=sources.pop(line), candidates=cands,
+                seeds=[candidate_seed(opts.sampling.seed, line, k) for k in range(n)],
                 truncated=bool(job and job.truncated),
             )
-            if opts.mbr and n > 1 and job is not None:
-                result.mbr = mbr_select(cands, opts.mbr_metric)  # type: ignore[arg-type]
+            if opts.mbr and n > 1:
+                result.mbr = mbr_select(cands, opts.mbr_metric)
             next_emit += 1
-            finished_lines += 1
             yield result
 
-    ended = False
-    while not ended:
-        try:
-            item = q.get(timeout=opts.flush_seconds if buckets else None)
-        except queue.Empty:
-            for length in sorted(buckets, key=lambda L: -len(buckets[L])):
-                while length in buckets:
-                    run(length, batch)
-            yield from ready()
-            continue
-        if item is _END:
-            ended = True
-            for length in sorted(buckets):
-                while length in buckets:
-                    run(length, batch)
-        elif isinstance(item, BaseException):
-            raise item
-        else:
-            line = next_line
-            next_line += 1
+    reader = _Reader(lines, maxsize=max(2 * batch, 64))
+    try:
+        while True:
+            try:
+                item = reader.queue.get_nowait()
+            except queue.Empty:
+                # The input stalls: wait for it, but not past the oldest waiting line's deadline.
+                wait = None if not buckets else deadline() - time.monotonic()
+                try:
+                    if wait is not None and wait <= 0:
+                        raise queue.Empty
+                    item = reader.queue.get(timeout=wait)
+                except queue.Empty:
+                    run_all()
+                    yield from ready()
+                    continue
+            if item is _END:
+                run_all()
+                yield from ready()
+                return
+            if isinstance(item, BaseException):
+                raise item
+            line, next_line = next_line, next_line + 1
             sources[line] = item
             if not item.strip():
-                done[line] = [""] * n  # an empty line passes through as an empty output line
+                done[line] = [""] * n  # an empty line passes through as empty candidates
             else:
                 job = prepare(loaded, [item], line, opts.sampling)[0]
                 jobs[line] = job
                 done[line] = [None] * n
+                arrived[line] = time.monotonic()
                 buckets[job.length].extend((job, k) for k in range(n))
                 if len(buckets[job.length]) >= batch:
-                    run(job.length, batch)
-        yield from ready()
-        while len(done) > max_pending:
-            oldest = jobs.get(next_emit)
-            if oldest is None or oldest.length not in buckets:
-                break
-            run(oldest.length, batch)
+                    run(job.length)
             yield from ready()
+            while len(done) > max_pending:
+                oldest = jobs.get(next_emit)
+                if oldest is None or oldest.length not in buckets:
+                    break
+                run(oldest.length)
+                yield from ready()
+    finally:
+        reader.stop()
 
 
-def parse_source(text: str, fmt: str, line_no: int, name: str) -> str:
-    """One input line as a source: plain text, or JSONL with a "src" field."""
+def parse_source(text: str, fmt: str, line_no: int, name: str) -> str | None:
+    """One input line as a source: plain text, or JSONL with a "src" field (None: a blank JSONL line, skipped)."""
     if fmt == "text":
         return text
     if not text.strip():
-        return ""
+        return None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -179,6 +236,7 @@ def format_result(result: LineResult, fmt: str, num_samples: int, mbr: bool) -> 
             obj["mbr_choice"] = result.mbr.index
             obj["mbr_scores"] = result.mbr.scores
         obj["best"] = result.best
+        obj["truncated"] = result.truncated
         return json.dumps(obj, ensure_ascii=False) + "\n"
     if mbr or num_samples == 1:
         return _one_line(result.best) + "\n"
@@ -190,11 +248,17 @@ def _one_line(text: str) -> str:
 
 
 def lines_done(path: Path, fmt: str, num_samples: int, mbr: bool) -> tuple[int, int]:
-    """For --resume: (source lines already complete in ``path``, byte length of those complete lines)."""
+    """For --resume: (source lines already complete in ``path``, byte length of those complete lines).
+
+    A last line without its newline (cut off by the interruption) does not count, nor does
+    an incomplete group of ``num_samples`` lines. JSONL records are checked against the
+    options: a file written with another -n, or not by generate, is an error.
+    """
     per_source = 1 if fmt == "jsonl" or mbr or num_samples == 1 else num_samples
     if not path.exists():
         return 0, 0
     complete_bytes, count, offset = 0, 0, 0
+    last = b""
     with open(path, "rb") as f:
         for raw in f:
             if not raw.endswith(b"\n"):
@@ -203,4 +267,17 @@ def lines_done(path: Path, fmt: str, num_samples: int, mbr: bool) -> tuple[int, 
             count += 1
             if count % per_source == 0:
                 complete_bytes = offset
+                last = raw
+    if fmt == "jsonl" and count:
+        _check_jsonl_record(path, last, count, num_samples)
     return count // per_source, complete_bytes
+
+
+def _check_jsonl_record(path: Path, raw: bytes, count: int, num_samples: int) -> None:
+    try:
+        obj = json.loads(raw)
+        ok = isinstance(obj, dict) and len(obj.get("candidates", ())) == num_samples
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        raise DataError(f"cannot resume: not JSONL from `generate -n {num_samples}`", path, count)

@@ -3,9 +3,19 @@
 Cost follows the work: a line's sequence is its source part plus a target region sized
 from the model's training length statistics (``length="auto"``), not always the full
 ``seq_len`` (``length="full"``, the official behaviour). Lines are batched only with
-lines of the same total length, so a line's computation never depends on its batch.
-Candidate k of line i draws all its noise from a generator seeded by (seed, i, k) only:
-the same seed gives the same output for any batch size or batch order.
+lines of the same total length, so padding never enters a line's computation.
+
+Reproducibility (docs/generate.md, "Same seed, same output"): candidate k of line i draws
+all its noise from a generator seeded by (seed, i, k) only, and a row's arithmetic does
+not depend on the batch around it. Two things make the second hold on CPU:
+
+* every row of a sampling batch has the same timestep, so the time MLP runs on one row
+  and ``forward`` broadcasts it. Run on B rows, a matrix product of 1-11 rows takes
+  BLAS code paths whose rounding differs from the paths of larger products (measured
+  with MKL: B = 1-3 with one thread, also 5-7 and 9-11 with two), which made a row's
+  z_0 estimate depend on its batch size in the last bits;
+* every other matrix product has B·L rows; batches whose B·L is not a multiple of 8
+  are padded with throw-away rows (no cost when L is a multiple of 8, as ``auto`` makes it).
 """
 
 from __future__ import annotations
@@ -20,10 +30,11 @@ import torch
 from .checkpoint import LoadedModel
 from .data import truncate_pair
 from .diffusion import Diffusion
-from .sampling import make_sampler, sample_loop, step_schedule
+from .sampling import SampleOutput, make_sampler, sample_loop, step_schedule
 
 MIN_TARGET = 8
 LENGTHS = ("auto", "full")
+ROW_MULTIPLE = 8  # B·L is padded up to a multiple of this (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,12 @@ class SamplingOptions:
     seed: int = 0
     length: str = "auto"
     multiple: int = 8  # round sequence lengths up to this, so more lines share a batch
+
+    def __post_init__(self):
+        if self.length not in LENGTHS:
+            raise ValueError(f"length must be one of {', '.join(LENGTHS)}, got {self.length!r}")
+        if self.multiple < 1:
+            raise ValueError("multiple must be positive")
 
 
 @dataclass
@@ -47,18 +64,25 @@ class Job:
 
 
 def candidate_seed(seed: int, line: int, k: int) -> int:
-    """A 63-bit seed from (seed, line, candidate) alone."""
+    """A 63-bit seed from (seed mod 2³², line, candidate) alone."""
     hi, lo = (int(v) for v in np.random.SeedSequence([seed & 0xFFFFFFFF, line, k]).generate_state(2, dtype=np.uint32))
     return (hi << 31) ^ lo
 
 
 def target_length(n_src: int, seq, mode: str, multiple: int = 8) -> int:
-    """Target positions for a source part of ``n_src`` positions (see module docstring)."""
+    """Target positions for a source part of ``n_src`` positions.
+
+    ``full``: everything up to ``seq_len`` (the official layout). ``auto``: the source's
+    length times the 99th-percentile target/source ratio seen in training, at least
+    ``MIN_TARGET`` and at most the 99th-percentile target length + 2, with the total rounded
+    up to ``multiple``; never past ``seq_len``. Models without length statistics
+    (converted official checkpoints) always get ``full``.
+    """
     room = seq.seq_len - n_src
     if mode == "full" or not seq.target_len_p99:
         return room
-    want = max(MIN_TARGET, math.ceil(seq.target_ratio_p99 * n_src) if seq.target_ratio_p99 else seq.target_len_p99)
-    want = min(want, seq.target_len_p99 + 2)
+    want = math.ceil(seq.target_ratio_p99 * n_src) if seq.target_ratio_p99 else seq.target_len_p99
+    want = min(max(MIN_TARGET, want), seq.target_len_p99 + 2)
     total = -(-(n_src + want) // multiple) * multiple
     return max(1, min(room, total - n_src))
 
@@ -66,11 +90,10 @@ def target_length(n_src: int, seq, mode: str, multiple: int = 8) -> int:
 def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: SamplingOptions) -> list[Job]:
     """Tokenize and size source lines; over-long sources are truncated (flagged in ``Job.truncated``)."""
     seq = loaded.config.sequence
-    tok = loaded.tokenizer
+    budget = max(1, seq.seq_len - 3 - MIN_TARGET)  # [CLS] x [SEP] [SEP], then at least MIN_TARGET target positions
     jobs = []
-    for i, ids in enumerate(tok.encode(texts)):
-        budget = seq.seq_len - 3 - MIN_TARGET
-        x, _, cut = truncate_pair(ids, [], budget) if len(ids) > budget else (ids, [], False)
+    for i, ids in enumerate(loaded.tokenizer.encode(texts)):
+        x, _, cut = truncate_pair(ids, [], budget)
         src = [seq.cls_id, *x, seq.sep_id, seq.sep_id]
         jobs.append(Job(first_line + i, src, len(src) + target_length(len(src), seq, opts.length, opts.multiple), cut))
     return jobs
@@ -82,45 +105,94 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+@contextlib.contextmanager
+def shared_timestep(model):
+    """While sampling, run the time MLP on one row: all rows share t, and ``forward`` broadcasts (1, H).
+
+    A forward pre-hook on ``model.time_mlp`` (removed on exit); rows that differ are left alone.
+    """
+
+    def one_row(module, args):
+        x = args[0]
+        if x.shape[0] > 1 and bool((x == x[:1]).all()):
+            return (x[:1],)
+        return None
+
+    handle = model.time_mlp.register_forward_pre_hook(one_row)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def padded_rows(rows: int, length: int) -> int:
+    """The fewest rows >= ``rows`` whose product with ``length`` is a multiple of ROW_MULTIPLE."""
+    step = ROW_MULTIPLE // math.gcd(length, ROW_MULTIPLE)
+    return -(-rows // step) * step
+
+
 @torch.inference_mode()
-def sample_jobs(
+def sample_batch(
     loaded: LoadedModel, diffusion: Diffusion, jobs: list[Job], ks: list[int], opts: SamplingOptions,
     device: torch.device, precision: str = "fp32",
-) -> list[list[int]]:
-    """Sample candidate ``ks[j]`` of ``jobs[j]`` (all of one length); returns target token ids per row."""
+) -> SampleOutput:
+    """Sample candidate ``ks[j]`` of ``jobs[j]`` (all of one length L): ``sample`` (B, L, d), ``tokens`` (B, L).
+
+    Row j's result depends only on the model, ``jobs[j]``, ``ks[j]`` and ``opts``.
+    """
     L = jobs[0].length
     if any(j.length != L for j in jobs):
-        raise ValueError("sample_jobs needs jobs of one length")
+        raise ValueError("sample_batch needs jobs of one length")
     model = loaded.model
     d = model.config.embed_dim
     B = len(jobs)
-    ids = torch.full((B, L), loaded.config.sequence.pad_id, dtype=torch.long)
-    mask = torch.ones((B, L), dtype=torch.bool)
+    R = padded_rows(B, L)  # rows R > B are throw-away copies of row 0
+    ids = torch.full((R, L), loaded.config.sequence.pad_id, dtype=torch.long)
+    mask = torch.ones((R, L), dtype=torch.bool)
     gens = []
     for row, (job, k) in enumerate(zip(jobs, ks)):
         ids[row, : len(job.src)] = torch.tensor(job.src)
         mask[row, : len(job.src)] = False
         gens.append(torch.Generator().manual_seed(candidate_seed(opts.seed, job.line, k)))
-    z_T = torch.stack([torch.randn((L, d), generator=g) for g in gens]).to(device)
+    ids[B:], mask[B:] = ids[0], mask[0]
+    pad = torch.zeros((R - B, L, d))
 
-    def noise_fn(i, like):
-        return torch.stack([torch.randn((L, d), generator=g) for g in gens]).to(like.device, like.dtype)
+    def draw() -> torch.Tensor:  # (R, L, d): each real row from its own generator
+        return torch.cat([torch.stack([torch.randn((L, d), generator=g) for g in gens]), pad])
 
+    sampler = make_sampler(opts.sampler, opts.eta)
+    noise_fn = (lambda i, like: draw().to(like.device, like.dtype)) if sampler.needs_noise else None
+    z_T = draw().to(device)
     ids, mask = ids.to(device), mask.to(device)
     steps = step_schedule(opts.steps or diffusion.num_steps, diffusion.num_steps)
-    with _autocast(precision, device):
+    with _autocast(precision, device), shared_timestep(model):
         src_emb = model.embed(ids)
-        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, make_sampler(opts.sampler, opts.eta), noise_fn)
-    tokens = out.tokens.cpu().tolist()
+        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn)
+    return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
+
+
+def sample_jobs(
+    loaded: LoadedModel, diffusion: Diffusion, jobs: list[Job], ks: list[int], opts: SamplingOptions,
+    device: torch.device, precision: str = "fp32",
+) -> list[list[int]]:
+    """:func:`sample_batch`, returning each row's target token ids (everything after the source part)."""
+    tokens = sample_batch(loaded, diffusion, jobs, ks, opts, device, precision).tokens.cpu().tolist()
     return [row[len(job.src):] for row, job in zip(tokens, jobs)]
+
+
+def model_device(loaded: LoadedModel) -> torch.device:
+    return next(loaded.model.parameters()).device
 
 
 def generate_texts(
     loaded: LoadedModel, sources: list[str], num_samples: int = 1, opts: SamplingOptions = SamplingOptions(),
-    batch_size: int = 64, device: str | torch.device = "cpu", precision: str = "fp32",
+    batch_size: int = 64, device: str | torch.device | None = None, precision: str = "fp32",
 ) -> list[list[str]]:
-    """Library entry: ``num_samples`` candidates for each source (in order). Not streaming."""
-    device = torch.device(device)
+    """Library entry: ``num_samples`` candidates for each source (in order). Not streaming.
+
+    ``device``: where to run (default: where the model's weights are; the model must be there).
+    """
+    device = torch.device(device) if device is not None else model_device(loaded)
     diffusion = Diffusion(loaded.config.diffusion)
     jobs = prepare(loaded, sources, 0, opts)
     out: list[list[str | None]] = [[None] * num_samples for _ in sources]

@@ -93,10 +93,24 @@ def make_sampler(name: str, eta: float = 0.0):
 
 def round_to_embeddings(z: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest embedding row by L2 for each position: z (B, L, d), table (V, d) -> (rows (B, L, d), ids (B, L))."""
-    flat = z.reshape(-1, z.shape[-1])
+    flat = z.reshape(-1, z.shape[-1])  # (B·L, d)
+    n, V = flat.shape[0], table.shape[0]
     # ‖z - e‖² = ‖z‖² - 2 z·e + ‖e‖²; ‖z‖² does not change the argmin.
-    dist = (table * table).sum(-1)[None, :] - 2 * flat @ table.T  # (B·L, V)
-    ids = dist.argmin(dim=-1)
+    e2 = (table * table).sum(-1)  # (V,)
+    # In row blocks: a (rows, V) block stays in cache on a CPU (2-3x faster than one (B·L, V)
+    # matrix) and bounds memory on a GPU. Blocks hold at least 64 rows, and a short remainder joins
+    # the last block: a matrix product gives a row the same bits for any such row count (products
+    # of a few rows take other BLAS code paths), so the result does not depend on the blocking.
+    rows = max(64, (2**18 if flat.device.type == "cpu" else 2**30) // (4 * V))
+    ids = torch.empty(n, dtype=torch.long, device=flat.device)
+    starts = list(range(0, n, rows))
+    if len(starts) > 1 and n - starts[-1] < 64:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [n]):
+        # In place on the one (rows, V) product: scaling by -2 is exact and e + (-x) is e - x bit for bit.
+        dist = (flat[start:stop] @ table.T).mul_(-2)
+        dist = dist.add_(e2) if dist.dtype == e2.dtype else e2 + dist  # autocast: promote as e2 - 2 z·e would
+        ids[start:stop] = dist.argmin(dim=-1)
     return table[ids].view_as(z), ids.view(z.shape[:-1])
 
 

@@ -58,6 +58,7 @@ class TrainResult:
     step: int
     last_checkpoint: Path | None
     seconds: float
+    rank: int = 0  # under torchrun every process gets a result; rank 0's is the one to report
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -271,6 +272,12 @@ class Trainer:
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step, self.epoch, self.batch_pos = 0, 0, 0
         self.batches = None
+        self.elapsed_before = 0.0  # training seconds of earlier sessions of this run (resume)
+        self._session_start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Training wall time of the whole run, earlier sessions included."""
+        return self.elapsed_before + time.perf_counter() - self._session_start
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``steps`` (0-based optimiser step)."""
@@ -300,6 +307,7 @@ class Trainer:
             "generator": self.gen.get_state(),
             "rng": distributed.all_gather_object(self._rng_state(), self.pl),
             "scaler": self.scaler.state_dict(),
+            "elapsed_s": self.elapsed(),
         }
 
     def load(self, state: dict) -> None:
@@ -321,6 +329,7 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
 
     def ema_state(self) -> dict:
         names = [n for n, _ in self.model.named_parameters()]
@@ -510,7 +519,7 @@ class Trainer:
             self._emit({"event": "warning", "message": (
                 f"{self.data.truncated:,} of {len(self.data):,} pairs in {cfg.data} are longer than --seq-len "
                 f"{cfg.seq_len} and were truncated (lines {lines}{more})")})
-        start = time.perf_counter()
+        start = self._session_start = time.perf_counter()
         window_t, window_tokens, window_samples = start, 0, 0
         try:
             while self.step < cfg.steps:
@@ -525,7 +534,7 @@ class Trainer:
                     done = self.step - first_step
                     record = {"step": self.step, "loss": round(out["loss"], 5), "lr": out["lr"],
                               "grad_norm": round(out["grad_norm"], 4), "samples_per_s": round(window_samples / dt, 2),
-                              "tokens_per_s": round(window_tokens / dt, 1), "elapsed_s": round(now - start, 1),
+                              "tokens_per_s": round(window_tokens / dt, 1), "elapsed_s": round(self.elapsed(), 1),
                               "eta_s": round((now - start) / done * (cfg.steps - self.step), 1)}
                     window_t, window_tokens, window_samples = now, 0, 0
                 if self.pl.is_main and self.valid is not None and cfg.valid_every and self.step % cfg.valid_every == 0:
@@ -534,7 +543,7 @@ class Trainer:
                 if self.pl.is_main and cfg.eval_bleu_every and self.step % cfg.eval_bleu_every == 0:
                     record = record or {"step": self.step}
                     record.update(self.eval_bleu())
-                    record["elapsed_s"] = round(time.perf_counter() - start, 1)
+                    record["elapsed_s"] = round(self.elapsed(), 1)
                 if record is not None and self.pl.is_main:
                     append_metrics(self.run_dir, record)
                     self._emit({"event": "log", "steps": cfg.steps, **record})
@@ -548,7 +557,7 @@ class Trainer:
             raise
         seconds = time.perf_counter() - start
         self._emit({"event": "done", "step": self.step, "seconds": seconds, "path": str(last_ckpt) if last_ckpt else None})
-        return TrainResult(self.run_dir, self.step, last_ckpt, seconds)
+        return TrainResult(self.run_dir, self.step, last_ckpt, seconds, self.pl.rank)
 
 
 class _Forward:

@@ -22,10 +22,7 @@ from diffuseq_cli.data import length_stats, read_pairs, tokenize_file
 from diffuseq_cli.model import DiffuSeqTransformer
 from diffuseq_cli.tokenizer import train_bpe
 
-try:
-    from paths import QQP_VALID
-except ImportError:  # imported from bench/, not from tests/
-    QQP_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "QQP" / "valid.jsonl"
+from paths import QQP_VALID
 
 
 @functools.lru_cache(maxsize=4)

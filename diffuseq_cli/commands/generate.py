@@ -2,65 +2,96 @@
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from .options import DeviceOpt, NumSamplesOpt, OutputOpt, PrecisionOpt, QuietOpt, SeedOpt
+from .options import DeviceOpt, NumSamplesOpt, OutputOpt, QuietOpt, SeedOpt
 
-EPILOG = """[bold]Examples[/]
 
-  echo "How do I learn Python quickly?" | diffuseq generate
-  diffuseq generate --task paraphrase -i in.txt -n 10 --mbr > out.txt
-  diffuseq generate --model runs/qqp/latest -i in.txt --steps 20 --format jsonl -o out.jsonl
-  diffuseq generate --model ema_0.9999_050000.pt --tokenizer vocab.txt -i in.txt
-  diffuseq generate -i big.txt -o out.txt --resume    # continue an interrupted job
-"""
+class Format(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    text = "text"
+    jsonl = "jsonl"
+
+
+class Sampler(str, Enum):
+    ddim = "ddim"
+    ddpm = "ddpm"
+
+
+class Length(str, Enum):
+    auto = "auto"
+    full = "full"
+
+
+class Metric(str, Enum):
+    bleu = "bleu"
+    rouge_l = "rouge_l"
+    chrf = "chrf"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 def generate(
     input: Annotated[str, typer.Option("--input", "-i", help="Source lines (text, or JSONL with 'src'); '-' is stdin.")] = "-",
     output: OutputOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder, official .pt, or ORG/NAME[@REV] on the Hub.")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="A task's default model (default: paraphrase).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder, official .pt, or ORG/NAME\\[@REV] on the Hub.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="Use this task's model when --model is not given (default: paraphrase).")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for an official .pt (vocab.txt or tokenizer.json).")] = None,
     num_samples: NumSamplesOpt = 1,
-    mbr: Annotated[bool, typer.Option("--mbr", help="Pick one candidate per line by MBR (sentence-BLEU).")] = False,
-    mbr_metric: Annotated[str, typer.Option("--mbr-metric", help="bleu, rouge_l or chrf.")] = "bleu",
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Denoising steps (default: 20 with ddim, T with ddpm).")] = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddim (any number of steps) or ddpm (ancestral).")] = "ddim",
-    length: Annotated[str, typer.Option("--length", help="auto: size the target from the model's length statistics; full: always seq_len.")] = "auto",
+    mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
+    mbr_metric: Annotated[Metric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = Metric.bleu,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Denoising steps, up to the model's T (default: 20 with ddim, T with ddpm).")] = None,
+    sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler.ddim,
+    length: Annotated[Length, typer.Option("--length", help="auto: size the target region from the model's length statistics; full: always seq_len (the official layout).")] = Length.auto,
     seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call.")] = 64,
-    fmt: Annotated[str, typer.Option("--format", help="text or jsonl.")] = "text",
-    input_format: Annotated[str, typer.Option("--input-format", help="auto, text or jsonl.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = Format.text,
+    input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="With -o: continue after the lines already written.")] = False,
+    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Default: bf16 on GPUs that support it, fp32 otherwise.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="With -o: keep the lines already written and continue after them.")] = False,
     quiet: QuietOpt = False,
 ):
-    """Generate target text for each source line with a DiffuSeq model."""
+    """Generate target text for each source line with a DiffuSeq model.
+
+    Reads one source per line (a file or stdin); writes results in input order.
+    An empty line gives an empty output line.
+    The same --seed gives the same output for any --batch-size.
+
+    [bold]Examples[/]
+
+      diffuseq generate --task paraphrase -i in.txt -n 10 --mbr > out.txt
+
+      echo "how do i learn python?" | diffuseq generate -m runs/qqp/latest
+
+      diffuseq generate -m runs/qqp/latest -i in.txt -n 5 -f jsonl -o out.jsonl
+
+      diffuseq generate -m ema_0.9999_050000.pt --tokenizer vocab.txt -i in.txt
+
+      diffuseq generate -m runs/qqp/latest -i big.txt -o out.txt --resume
+    """
     from ..errors import UsageError
     from .generate_run import run_generate
 
-    if fmt not in ("text", "jsonl"):
-        raise UsageError("--format must be text or jsonl")
-    if input_format not in ("auto", "text", "jsonl"):
-        raise UsageError("--input-format must be auto, text or jsonl")
-    if sampler not in ("ddim", "ddpm"):
-        raise UsageError("--sampler must be ddim or ddpm")
-    if length not in ("auto", "full"):
-        raise UsageError("--length must be auto or full")
     if resume and not output:
         raise UsageError("--resume needs -o FILE")
+    if mbr and num_samples < 2:
+        raise UsageError("--mbr needs -n 2 or more candidates")
     run_generate(
         input=input, output=output, model=model, task=task, tokenizer=tokenizer, num_samples=num_samples, mbr=mbr,
-        mbr_metric=mbr_metric, steps=steps, sampler=sampler, length=length, seed=seed, batch_size=batch_size, fmt=fmt,
-        input_format=input_format, device=device, precision=precision, resume=resume, quiet=quiet,
+        mbr_metric=mbr_metric.value, steps=steps, sampler=sampler.value, length=length.value, seed=seed,
+        batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
+        precision=precision.value if precision else None, resume=resume, quiet=quiet,
     )
-
-
-generate.__doc__ = (generate.__doc__ or "") + "\n\n" + EPILOG

@@ -2,6 +2,12 @@
 
 Everything that computes lives in the library (`generate.py`, `generation.py`); this
 module only connects files and terminals to it.
+
+Output files: written as results come, flushed per line, so that an interrupted job
+(Ctrl-C, a killed process) leaves the lines finished so far for `--resume`. A job that
+fails on bad input or options removes the file it was writing (with `--resume`, it cuts
+the file back to what it held before), so no partial result is left looking like a
+finished one.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import DiffuseqError
+from ..errors import DiffuseqError, UsageError
 
 DEFAULT_DDIM_STEPS = 20
 
@@ -25,9 +31,11 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import UsageError
-
         raise UsageError(f"--device {device}: no CUDA GPU is available")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
     return device
 
 
@@ -41,19 +49,22 @@ def pick_precision(precision: str | None, device: str) -> str:
     return "fp32"
 
 
-def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool):
+def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu"):
     from ..checkpoint import load_model_folder
     from ..hub import resolve_model
     from ..official import load_official
 
     resolved = resolve_model(model, task=None if model else (task or "paraphrase"), quiet=quiet)
     if resolved.kind == "official":
-        return load_official(resolved.path, tokenizer_path=tokenizer)
-    return load_model_folder(resolved.path)
+        loaded = load_official(resolved.path, tokenizer_path=tokenizer)
+    else:
+        loaded = load_model_folder(resolved.path)
+    loaded.model.to(device).eval()
+    return loaded
 
 
 def _sources(input: str, input_format: str):
-    """Yield source strings; JSONL detected from the first non-empty line when auto."""
+    """Yield source strings; JSONL detected from the first non-empty line when auto (blank JSONL lines are skipped)."""
     from ..generate import parse_source
     from ..textio import iter_lines
 
@@ -69,7 +80,9 @@ def _sources(input: str, input_format: str):
                 fmt = "jsonl" if text.lstrip().startswith("{") else "text"
                 break
     for number, text in enumerate(itertools.chain(buffered, lines), start=1):
-        yield parse_source(text, fmt, number, name)
+        source = parse_source(text, fmt, number, name)
+        if source is not None:
+            yield source
 
 
 def _count_lines(input: str) -> int | None:
@@ -79,24 +92,30 @@ def _count_lines(input: str) -> int | None:
         return sum(1 for _ in f)
 
 
+def _check_input(input: str) -> None:
+    """Fail before loading the model (and before touching -o) when the input cannot be read."""
+    if input == "-":
+        return
+    p = Path(input)
+    if p.is_dir():
+        raise UsageError(f"{p}: is a directory, not a text file")
+    if not p.exists():
+        raise UsageError(f"{p}: no such file")
+
+
 def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
     from ..generation import SamplingOptions
 
-    if mbr and num_samples < 2:
-        from ..errors import UsageError
-
-        raise UsageError("--mbr needs -n 2 or more candidates")
+    _check_input(input)
     device = pick_device(device)
     precision = pick_precision(precision, device)
-    loaded = load_model(model, task, tokenizer, quiet)
+    loaded = load_model(model, task, tokenizer, quiet, device)
     T = loaded.config.diffusion.steps
     if steps is None:
         steps = min(DEFAULT_DDIM_STEPS, T) if sampler == "ddim" else T
     if not 1 <= steps <= T:
-        from ..errors import UsageError
-
         raise UsageError(f"--steps must be between 1 and the model's T = {T}")
     if sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
@@ -105,32 +124,32 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         sampling=SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length),
         device=device, precision=precision,
     )
-    skip = 0
-    created = False
-    if output:
-        out_path = Path(output)
+    skip, keep_bytes = 0, 0
+    out_path = Path(output) if output and output != "-" else None
+    if out_path is not None:
         if resume:
             skip, keep_bytes = lines_done(out_path, fmt, num_samples, mbr)
             if out_path.exists():
                 os.truncate(out_path, keep_bytes)
-        created = not out_path.exists()
-        sink = open(out_path, "a" if resume else "w", encoding="utf-8")
+        try:
+            sink = open(out_path, "a" if resume else "w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise DiffuseqError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
     else:
         sink = sys.stdout
-    total = _count_lines(input)
     sources = _sources(input, input_format)
     if skip:
         sources = itertools.islice(sources, skip, None)
-    stats = {"lines": 0, "candidates": 0, "truncated": 0}
+    lines = candidates = truncated = 0
     start = time.perf_counter()
-    progress = _Progress(total, skip, quiet)
+    progress = _Progress(input, skip, quiet)
     try:
         for result in generate_stream(loaded, sources, opts, start_line=skip):
             sink.write(format_result(result, fmt, num_samples, mbr))
             sink.flush()
-            stats["lines"] += 1
-            stats["candidates"] += len(result.candidates)
-            stats["truncated"] += result.truncated
+            lines += 1
+            candidates += len(result.candidates)
+            truncated += result.truncated
             progress.advance()
     except BrokenPipeError:
         # The reader went away (`| head -1`): stop quietly.
@@ -138,21 +157,28 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(0)
     except DiffuseqError:
-        if output and created:
+        if out_path is not None:
             sink.close()
-            Path(output).unlink(missing_ok=True)
+            if resume:
+                os.truncate(out_path, keep_bytes)
+            else:
+                out_path.unlink(missing_ok=True)
+        raise
+    except KeyboardInterrupt:
+        if out_path is not None and not quiet:
+            print(f"interrupted: {skip + lines} lines are in {out_path}; add --resume to continue", file=sys.stderr)
         raise
     finally:
         progress.close()
         if sink is not sys.stdout:
             sink.close()
     seconds = time.perf_counter() - start
-    if stats["truncated"]:
-        print(f"warning: {stats['truncated']} source line(s) longer than the model's sequence were truncated", file=sys.stderr)
+    if truncated:
+        print(f"warning: {truncated} source line(s) longer than the model's sequence were truncated", file=sys.stderr)
     if not quiet:
-        rate = stats["lines"] / seconds if seconds > 0 else 0.0
+        rate = lines / seconds if seconds > 0 else 0.0
         print(
-            f"generated {stats['lines']} lines, {stats['candidates']} candidates, {steps} {sampler} steps, "
+            f"generated {lines} lines, {candidates} candidates, {steps} {sampler} steps, "
             f"{seconds:.1f} s, {rate:.2f} lines/s",
             file=sys.stderr,
         )
@@ -161,18 +187,17 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
 class _Progress:
     """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
 
-    def __init__(self, total: int | None, done: int, quiet: bool):
+    def __init__(self, input: str, done: int, quiet: bool):
         self.bar = None
         if quiet or not sys.stderr.isatty():
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                             transient=True, console=Console(stderr=True))
-        self.task = self.bar.add_task("gen", total=total, completed=done, rate="")
+        self.task = self.bar.add_task("gen", total=_count_lines(input), completed=done, rate="")
         self.start, self.count = time.perf_counter(), 0
         self.bar.start()
 

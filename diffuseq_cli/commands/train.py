@@ -7,73 +7,102 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import PrecisionOpt, QuietOpt, SeedOpt
+from ..errors import UsageError
+from .options import PrecisionOpt, QuietOpt
 
 EPILOG = """[bold]Examples[/]
 
   diffuseq train data.jsonl                          # CPU, the fast recipe, small model
   diffuseq train data.jsonl --valid valid.jsonl --out runs/qqp --steps 20000
   diffuseq train data.jsonl --gpus 4 --preset base --batch-size 2048 --recipe paper
+  diffuseq train data.jsonl --gpus 0,2               # two chosen GPUs
   diffuseq train data.jsonl --out runs/qqp --resume  # continue after an interruption
   torchrun --nnodes 2 --nproc-per-node 8 ... -m diffuseq_cli train data.jsonl --device cuda
+
+Options left out take the recipe's value (or the --config file's "train" section);
+when resuming, the run's saved settings. See docs/training-cli.md.
 """
 
 
-def _parse_gpus(value: str | None) -> tuple[int, ...]:
-    if not value:
-        return ()
-    if "," in value:
-        return tuple(int(v) for v in value.split(",") if v.strip())
-    return tuple(range(int(value)))
+def parse_gpus(value: str | None) -> tuple[int, ...] | None:
+    """``--gpus``: a count N (devices 0..N-1) or a comma-separated list of device ids."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if "," in text:
+            ids = tuple(int(v) for v in text.split(",") if v.strip())
+        else:
+            count = int(text)
+            if count < 0:
+                raise ValueError
+            ids = tuple(range(count))
+    except ValueError:
+        raise UsageError(f"--gpus takes a count (4) or a list of device ids (0,2), not {value!r}") from None
+    if any(i < 0 for i in ids):
+        raise UsageError(f"--gpus takes non-negative numbers, not {value!r}")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus lists a device twice: {value!r}")
+    return ids
+
+
+def _opt(*names: str, help: str):
+    return typer.Option(*names, help=help, show_default=False)
 
 
 def train(
     data: Annotated[str, typer.Argument(help="Training data: JSONL with 'src' and 'trg' per line.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, cache).")] = "runs/diffuseq",
-    valid: Annotated[Optional[str], typer.Option("--valid", help="Validation JSONL (validation loss, BLEU probe).")] = None,
-    recipe: Annotated[str, typer.Option("--recipe", help="fast (ours, for modest hardware) or paper.")] = "fast",
-    preset: Annotated[str, typer.Option("--preset", help="Model size: tiny, small or base.")] = "small",
-    config: Annotated[Optional[str], typer.Option("--config", help="JSON file of model fields overriding the preset.")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="tokenizer.json or vocab.txt (default: train a BPE).")] = None,
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="BPE vocabulary size when training one.")] = 8000,
-    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Maximum positions (source + target).")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 10000,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Global batch size (all devices).")] = 64,
-    microbatch: Annotated[Optional[int], typer.Option("--microbatch", help="Per-device batch; accumulates gradients.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
-    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Linear warmup steps.")] = None,
-    diffusion_steps: Annotated[Optional[int], typer.Option("--diffusion-steps", help="T.")] = None,
-    schedule: Annotated[Optional[str], typer.Option("--schedule", help="Noise schedule: sqrt, linear, cosine.")] = None,
-    embed_dim: Annotated[Optional[int], typer.Option("--embed-dim", help="d, the embedding dimension.")] = None,
-    self_condition: Annotated[Optional[bool], typer.Option("--self-condition/--no-self-condition", help="Self-conditioning.")] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", help="EMA rate.")] = None,
+    valid: Annotated[Optional[str], _opt("--valid", help="Validation JSONL (validation loss, BLEU probe).")] = None,
+    recipe: Annotated[Optional[str], _opt("--recipe", help="fast (ours, for modest hardware; default) or paper.")] = None,
+    preset: Annotated[Optional[str], _opt("--preset", help="Model size: tiny, small (default) or base.")] = None,
+    config: Annotated[Optional[str], _opt("--config", help="JSON file of model fields overriding the preset (training settings under \"train\").")] = None,
+    tokenizer: Annotated[Optional[str], _opt("--tokenizer", help="tokenizer.json or vocab.txt (default: train a BPE on the data).")] = None,
+    vocab_size: Annotated[Optional[int], _opt("--vocab-size", help="BPE vocabulary size when training one (default: 8000).")] = None,
+    seq_len: Annotated[Optional[int], _opt("--seq-len", help="Maximum positions, source + target (default: the recipe's).")] = None,
+    steps: Annotated[Optional[int], _opt("--steps", help="Optimisation steps (default: 10000).")] = None,
+    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Global batch size, all processes together (default: 64).")] = None,
+    microbatch: Annotated[Optional[int], _opt("--microbatch", help="Per-process batch; accumulates gradients to the global batch.")] = None,
+    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate (default: the recipe's).")] = None,
+    warmup: Annotated[Optional[int], _opt("--warmup", help="Linear warmup steps (default: the recipe's).")] = None,
+    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="AdamW weight decay (default: the recipe's).")] = None,
+    grad_clip: Annotated[Optional[float], _opt("--grad-clip", help="Gradient norm clipping, 0: off (default: the recipe's).")] = None,
+    diffusion_steps: Annotated[Optional[int], _opt("--diffusion-steps", help="T, the number of diffusion steps (default: the recipe's).")] = None,
+    schedule: Annotated[Optional[str], _opt("--schedule", help="Noise schedule: sqrt, linear, cosine (default: the recipe's).")] = None,
+    embed_dim: Annotated[Optional[int], _opt("--embed-dim", help="d, the embedding dimension (default: the preset's).")] = None,
+    self_condition: Annotated[Optional[bool], _opt("--self-condition/--no-self-condition", help="Self-conditioning (default: off).")] = None,
+    ema: Annotated[Optional[float], _opt("--ema", help="EMA rate (default: 0.9999).")] = None,
     precision: PrecisionOpt = None,
-    seed: SeedOpt = 0,
-    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint interval (steps).")] = 1000,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validation BLEU probe interval (0: off).")] = 0,
-    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Stop and save after this wall time.")] = 0.0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    gpus: Annotated[Optional[str], typer.Option("--gpus", help="N GPUs (0..N-1) or a list like 0,2.")] = None,
-    nproc: Annotated[int, typer.Option("--nproc", help="Processes on CPU (gloo), mainly for testing.")] = 1,
+    seed: Annotated[Optional[int], _opt("--seed", help="Random seed: the same seed gives the same run (default: 0).")] = None,
+    save_every: Annotated[Optional[int], _opt("--save-every", help="Checkpoint interval in steps (default: 1000).")] = None,
+    keep: Annotated[Optional[int], _opt("--keep", help="Numbered checkpoints kept, 0: all (default: 3).")] = None,
+    log_every: Annotated[Optional[int], _opt("--log-every", help="Log interval in steps (default: 10).")] = None,
+    valid_every: Annotated[Optional[int], _opt("--valid-every", help="Validation-loss interval in steps, 0: off (default: 500).")] = None,
+    eval_every: Annotated[Optional[int], _opt("--eval-every", help="Validation BLEU probe interval in steps, 0: off (default: 0).")] = None,
+    max_minutes: Annotated[Optional[float], _opt("--max-minutes", help="Stop and save after this wall time, 0: no limit.")] = None,
+    device: Annotated[Optional[str], _opt("--device", help="auto (default), cpu or cuda.")] = None,
+    gpus: Annotated[Optional[str], _opt("--gpus", help="N GPUs (0..N-1) or a list like 0,2; one process each.")] = None,
+    nproc: Annotated[Optional[int], _opt("--nproc", help="Processes on CPU (gloo backend), mainly for testing (default: 1).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's latest checkpoint.")] = False,
     quiet: QuietOpt = False,
 ):
     """Train a DiffuSeq model on a JSONL file of {"src", "trg"} pairs; writes a run folder of model folders."""
     from ..train import train as run_training
-    from ..train_config import read_model_overrides, with_recipe
+    from ..train_config import resolve_config
     from .progress import training_reporter
 
-    overrides = read_model_overrides(config) if config else {}
-    cfg = with_recipe(
-        recipe, data=data, out=out, valid=valid, preset=preset, model_overrides=overrides, tokenizer=tokenizer,
-        vocab_size=vocab_size, seq_len=seq_len, steps=steps, batch_size=batch_size, microbatch=microbatch, lr=lr,
-        warmup=warmup, diffusion_steps=diffusion_steps, schedule=schedule, embed_dim=embed_dim,
-        self_condition=self_condition, ema=ema, precision=precision, seed=seed, save_every=save_every,
-        eval_bleu_every=eval_every, max_minutes=max_minutes, device=device, gpus=_parse_gpus(gpus), nproc=nproc,
-        valid_every=500 if valid else 0,
+    explicit = dict(
+        data=data, out=out, valid=valid, recipe=recipe, preset=preset, tokenizer=tokenizer, vocab_size=vocab_size,
+        seq_len=seq_len, steps=steps, batch_size=batch_size, microbatch=microbatch, lr=lr, warmup=warmup,
+        weight_decay=weight_decay, grad_clip=grad_clip, diffusion_steps=diffusion_steps, schedule=schedule,
+        embed_dim=embed_dim, self_condition=self_condition, ema=ema, precision=precision, seed=seed,
+        save_every=save_every, keep=keep, log_every=log_every, valid_every=valid_every, eval_bleu_every=eval_every,
+        max_minutes=max_minutes, device=device, gpus=parse_gpus(gpus), nproc=nproc,
     )
+    cfg = resolve_config(explicit, config_file=config, resume=resume)
     result = run_training(cfg, progress=functools.partial(training_reporter, quiet), resume=resume)
-    typer.echo(f"{result.last_checkpoint or result.run}", err=False)
+    if result.rank == 0:
+        typer.echo(f"{result.last_checkpoint or result.run}")
 
 
 train.__doc__ = (train.__doc__ or "") + "\n\n" + EPILOG

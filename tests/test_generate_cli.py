@@ -1,0 +1,285 @@
+"""`diffuseq generate` as a command: same seed same bytes, --mbr against rerank, formats, bad input, resume, help."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffuseq_cli import official, tasks
+from diffuseq_cli.cli import main
+from diffuseq_cli.data import read_pairs
+from helpers_models import build_tiny_model
+from paths import OFFICIAL_TINY, QQP_VALID
+
+SOURCES = [s for s, _, _ in read_pairs(QQP_VALID)][:30]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the CPU is shared: one thread is the fast choice for tiny models
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "in.txt"
+    path.write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def run(capsys):
+    def invoke(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*map(str, args)])
+        out, err = capsys.readouterr()
+        return exit_info.value.code or 0, out, err
+
+    return invoke
+
+
+def gen(run, model, *args):
+    return run("generate", "-m", model, "--steps", 4, "-q", *args)
+
+
+# --- the same seed gives the same bytes -------------------------------------------------------------
+def test_any_batch_size_gives_byte_identical_output(run, model, sources):
+    outs = []
+    for b in (1, 3, 64):
+        code, out, _ = gen(run, model, "-i", sources, "-n", 3, "--seed", 5, "--batch-size", b, "--format", "jsonl")
+        assert code == 0
+        outs.append(out)
+    assert outs[0] == outs[1] == outs[2]
+    assert len(outs[0].splitlines()) == len(SOURCES)
+    _, other, _ = gen(run, model, "-i", sources, "-n", 3, "--seed", 6, "--format", "jsonl")
+    assert other != outs[0]
+
+
+def test_mbr_chooses_as_rerank_does_on_the_same_candidates(run, model, sources, tmp_path):
+    code, chosen, _ = gen(run, model, "-i", sources, "-n", 10, "--mbr")
+    assert code == 0
+    code, _, _ = gen(run, model, "-i", sources, "-n", 10, "--mbr", "--format", "jsonl", "-o", tmp_path / "c.jsonl")
+    assert code == 0
+    code, reranked, _ = run("rerank", tmp_path / "c.jsonl")
+    assert code == 0
+    assert chosen == reranked
+    code, ranked_jsonl, _ = run("rerank", tmp_path / "c.jsonl", "--format", "jsonl")
+    records = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    ranked = [json.loads(line) for line in ranked_jsonl.splitlines()]
+    assert [r["mbr_choice"] for r in records] == [r["choice"] for r in ranked]
+    assert [r["mbr_scores"] for r in records] == [r["scores"] for r in ranked]
+    assert len({r["mbr_choice"] for r in records}) > 1
+
+
+# --- formats ----------------------------------------------------------------------------------------
+def test_jsonl_has_every_candidate_its_seed_and_the_choice(run, model, sources):
+    code, out, _ = gen(run, model, "-i", sources, "-n", 4, "--mbr", "--format", "jsonl", "--seed", 2)
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["line"] for r in records] == list(range(len(SOURCES)))
+    assert [r["src"] for r in records] == SOURCES
+    for r in records:
+        assert len(r["candidates"]) == len(r["seeds"]) == len(r["mbr_scores"]) == 4
+        assert len(set(r["seeds"])) == 4
+        assert r["best"] == r["candidates"][r["mbr_choice"]]
+        assert max(r["mbr_scores"]) == r["mbr_scores"][r["mbr_choice"]]
+
+
+def test_text_is_one_line_per_source_or_n_lines_per_source(run, model, sources):
+    _, jsonl, _ = gen(run, model, "-i", sources, "-n", 3, "--mbr", "--format", "jsonl")
+    records = [json.loads(line) for line in jsonl.splitlines()]
+    _, all_lines, _ = gen(run, model, "-i", sources, "-n", 3)
+    assert all_lines.splitlines() == [" ".join(c.split()) for r in records for c in r["candidates"]]
+    _, chosen, _ = gen(run, model, "-i", sources, "-n", 3, "--mbr")
+    assert chosen.splitlines() == [" ".join(r["best"].split()) for r in records]
+    _, single, _ = gen(run, model, "-i", sources)
+    assert len(single.splitlines()) == len(SOURCES)
+
+
+def test_jsonl_input_is_detected(run, model, tmp_path, sources):
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps({"src": s, "trg": "x"}) for s in SOURCES[:5]) + "\n\n", encoding="utf-8")
+    code, out, _ = gen(run, model, "-i", path, "--format", "jsonl")
+    assert code == 0
+    assert [json.loads(line)["src"] for line in out.splitlines()] == SOURCES[:5]
+    code, _, err = gen(run, model, "-i", sources, "--input-format", "jsonl")
+    assert code == 1 and "in.txt:1" in err and "JSON" in err
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+def test_empty_input_gives_no_output(run, model, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    code, out, err = gen(run, model, "-i", empty)
+    assert (code, out) == (0, "")
+    code, _, _ = gen(run, model, "-i", empty, "-o", tmp_path / "out.txt")
+    assert code == 0 and (tmp_path / "out.txt").read_text() == ""
+
+
+def test_an_empty_line_passes_through_as_an_empty_line(run, model, tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("how do i learn python?\n\nwhy is the sky blue?\n", encoding="utf-8")
+    _, out, _ = gen(run, model, "-i", path)
+    lines = out.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[0] and lines[2] and lines[3] == ""
+    _, out, _ = gen(run, model, "-i", path, "-n", 2)
+    lines = out.split("\n")
+    assert lines[2:4] == ["", ""] and all(lines[i] for i in (0, 1, 4, 5))
+
+
+def test_an_over_long_line_is_truncated_with_a_warning_count(run, model, tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("short question?\n" + "a very long line " * 60 + "\n" + "word " * 300 + "\n", encoding="utf-8")
+    code, out, err = gen(run, model, "-i", path)
+    assert code == 0 and len(out.splitlines()) == 3
+    assert "warning: 2 source line(s)" in err and "truncated" in err
+    code, out, _ = gen(run, model, "-i", path, "--format", "jsonl")
+    assert [json.loads(line)["truncated"] for line in out.splitlines()] == [False, True, True]
+
+
+def test_undecodable_bytes_name_the_line_and_leave_no_output_file(run, model, tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"first line\nsecond \xff\xfe line\nthird\n")
+    out_file = tmp_path / "out.txt"
+    code, out, err = gen(run, model, "-i", path, "-o", out_file)
+    assert code == 1
+    assert "bad.txt:2" in err and "UTF-8" in err and "Traceback" not in err
+    assert not out_file.exists()
+    out_file.write_text("old content\n")
+    code, _, _ = gen(run, model, "-i", path, "-o", out_file)
+    assert code == 1 and not out_file.exists()
+
+
+def test_unknown_task_and_missing_model_are_usage_errors(run, tmp_path, sources):
+    code, _, err = run("generate", "--task", "no-such-task", "-i", sources)
+    assert code == 2 and "unknown task 'no-such-task'" in err and "paraphrase" in err
+    code, _, err = run("generate", "--task", "simplification", "-i", sources)
+    assert code == 2 and "no published model" in err and "diffuseq train" in err
+    code, _, err = run("generate", "-m", tmp_path / "missing", "-i", sources)
+    assert code == 2 and "no such model folder" in err
+    code, _, err = run("generate", "-m", tmp_path / "missing", "-i", tmp_path / "nope.txt")
+    assert code == 2 and "nope.txt: no such file" in err
+
+
+def test_option_errors_are_usage_errors(run, model, sources, tmp_path):
+    assert gen(run, model, "-i", sources, "--mbr")[0] == 2  # -n 1
+    assert gen(run, model, "-i", sources, "--resume")[0] == 2  # no -o
+    assert gen(run, model, "-i", sources, "--format", "csv")[0] == 2
+    code, _, err = run("generate", "-m", model, "-i", sources, "--steps", 51)
+    assert code == 2 and "T = 50" in err
+
+
+def test_head_ends_the_pipeline_quietly(model, sources, tmp_path):
+    many = tmp_path / "many.txt"
+    many.write_text("\n".join(SOURCES * 10) + "\n", encoding="utf-8")
+    cmd = (f"set -o pipefail; {shlex.quote(sys.executable)} -m diffuseq_cli generate -m {shlex.quote(model)} "
+           f"-i {shlex.quote(str(many))} --steps 2 -b 8 | head -1")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 1
+    assert "Traceback" not in r.stderr and "Error" not in r.stderr
+
+
+# --- resume ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [["-n", "3"], ["-n", "2", "--mbr", "--format", "jsonl"]])
+def test_resume_after_a_cut_gives_the_same_file(run, model, sources, tmp_path, args):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert gen(run, model, "-i", sources, "-o", whole, *args)[0] == 0
+    data = whole.read_bytes()
+    for cut in (0, len(data) // 3, len(data) // 2 + 7, len(data) - 1, len(data)):
+        part.write_bytes(data[:cut])  # the job was stopped here, maybe mid-line
+        assert gen(run, model, "-i", sources, "-o", part, "--resume", *args)[0] == 0
+        assert part.read_bytes() == data, cut
+
+
+def test_resume_after_the_process_was_killed(run, model, sources, tmp_path):
+    out = tmp_path / "out.txt"
+    args = ["-i", str(sources), "--steps", "30", "-n", "2", "-q"]
+    cmd = [sys.executable, "-m", "diffuseq_cli", "generate", "-m", model, "-o", str(out), "-b", "2", *args]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 6:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    interrupted = len(out.read_bytes().splitlines()) < 2 * len(SOURCES)
+    assert run("generate", "-m", model, "-o", out, "--resume", *args)[0] == 0
+    full = tmp_path / "full.txt"
+    assert run("generate", "-m", model, "-o", full, *args)[0] == 0
+    assert out.read_bytes() == full.read_bytes()
+    assert interrupted  # it was stopped part-way, so the resume had work to do (in other batches)
+
+
+# --- help ---------------------------------------------------------------------------------------------
+def _help_examples(run) -> list[str]:
+    code, out, _ = run("generate", "--help")
+    assert code == 0
+    assert "Examples" in out and "[bold]" not in out
+    assert "ORG/NAME[@REV]" in out  # brackets survive rich markup
+    return [line.strip() for line in out.splitlines() if line.strip().startswith(("diffuseq generate", "echo "))]
+
+
+def test_help_examples_render_and_work(run, model, tmp_path, monkeypatch):
+    examples = _help_examples(run)
+    assert len(examples) == 5
+    monkeypatch.chdir(tmp_path)
+    Path("in.txt").write_text("\n".join(SOURCES[:4]) + "\n", encoding="utf-8")
+    Path("big.txt").write_text("\n".join(SOURCES[:6]) + "\n", encoding="utf-8")
+    Path("runs/qqp").mkdir(parents=True)
+    Path("runs/qqp/latest").symlink_to(model)
+    Path("ema_0.9999_050000.pt").symlink_to(OFFICIAL_TINY / "ema_0.9999_000100.pt")
+    # The official fixture is bert-shaped but small: 4 heads and a 60-word vocabulary.
+    Path("vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(56)]) + "\n")
+    monkeypatch.setattr(official, "load_official", functools.partial(official.load_official, num_heads=4))
+    monkeypatch.setitem(tasks.TASKS, "paraphrase", tasks.TaskEntry("paraphrase", "test", model))
+    for example in examples:
+        words = shlex.split(example)
+        stdin_text = None
+        if words[0] == "echo":  # the same text through -i, since stdin is pytest's
+            bar = words.index("|")
+            Path("stdin.txt").write_text(" ".join(words[1:bar]) + "\n")
+            words = words[bar + 1:] + ["-i", "stdin.txt"]
+        target = None
+        if ">" in words:
+            target = words[words.index(">") + 1]
+            words = words[:words.index(">")]
+        args = words[1:] + ["-q"]
+        if "--steps" in args:  # the test checkpoint has T = 50
+            args[args.index("--steps") + 1] = "50"
+        if "--resume" in args:  # interrupt a first run mid-line, then resume it
+            fresh = [a for a in args if a != "--resume"]
+            assert run(*fresh)[0] == 0
+            whole = Path("out.txt").read_bytes()
+            Path("out.txt").write_bytes(whole[: len(whole) // 2])
+        code, out, err = run(*args)
+        assert code == 0, (example, err)
+        if target:
+            Path(target).write_text(out)
+            assert len(out.splitlines()) == 4, example
+        elif "-o" not in args:
+            assert len(out.splitlines()) == (1 if words[-1] == "stdin.txt" else 4), example
+        if "--resume" in args:
+            assert Path("out.txt").read_bytes() == whole
+    assert len(Path("out.jsonl").read_text().splitlines()) == 4
