@@ -4,6 +4,7 @@
     python bench/bench_generate.py --preset small --steps 100 --lines 50         # random weights, built once
     python bench/bench_generate.py --preset tiny --compare-length --lines 200    # --length auto vs full
     python bench/bench_generate.py --sweep                                       # the table in docs/benchmarks.md
+    python bench/bench_generate.py --preset small --length-fit                   # what --length auto cuts off
 
 It runs the library path the command runs (``generate_stream``: bucketing by length, per-candidate
 noise, decoding, MBR), with sources taken from QQP valid, and times from the first line in to
@@ -13,6 +14,11 @@ its length statistics, seq_len 128, T = 2000) under --work; speed does not depen
 ``--compare-length`` runs the same lines with ``--length auto`` (target region sized from the
 model's length statistics, batches by total length) and ``--length full`` (every line padded to
 the model's 128 positions, as the official code does) and reports the speed-up.
+
+``--length-fit`` measures what ``--length auto`` may cost in quality without a trained model:
+with length statistics taken from QQP train (as ``diffuseq train`` records them) and the model's
+tokenizer, how many QQP valid references fit in the target region their source gets, and the
+BLEU of the references cut to that region against the uncut ones (an upper bound for any model).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from diffuseq_cli.data import read_pairs  # noqa: E402
 from diffuseq_cli.generate import GenerateOptions, generate_stream  # noqa: E402
 from diffuseq_cli.generation import SamplingOptions, prepare  # noqa: E402
 from paths import QQP_VALID  # noqa: E402
+
+QQP_TRAIN = QQP_VALID.parent / "train.jsonl"
 
 
 def preset_model(name: str, work: Path) -> Path:
@@ -122,6 +130,33 @@ def sweep(args, sources: list[str]) -> None:
               flush=True)
 
 
+def length_fit(loaded) -> None:
+    from diffuseq_cli.data import length_stats, tokenize_file
+    from diffuseq_cli.generation import target_length
+    from diffuseq_cli.metrics import sentence_bleu
+
+    tok, seq = loaded.tokenizer, loaded.config.sequence
+    p99, ratio = length_stats(tokenize_file(QQP_TRAIN, tok, seq.seq_len))
+    seq = replace(seq, target_len_p99=p99, target_ratio_p99=round(ratio, 4))
+    pairs = list(read_pairs(QQP_VALID))
+    xs, ys = tok.encode([s for s, _, _ in pairs]), tok.encode([t for _, t, _ in pairs])
+    fit = positions = 0
+    cut_bleu = full_bleu = 0.0
+    for (_, trg, _), x, y in zip(pairs, xs, ys):
+        n_src = min(len(x), seq.seq_len - 11) + 3
+        room = target_length(n_src, seq, "auto")
+        positions += n_src + room
+        fit += len(y) + 2 <= room  # [CLS] y [SEP] must fit
+        ref = " ".join(trg.split())
+        cut_bleu += sentence_bleu(tok.decode([y[: max(0, room - 2)]])[0], ref)
+        full_bleu += sentence_bleu(tok.decode([y])[0], ref)
+    n = len(pairs)
+    print(f"length statistics from {QQP_TRAIN.name}: target p99 {p99} tokens, target/source p99 {ratio:.3f}")
+    print(f"{QQP_VALID.name}: {fit / n:.2%} of {n} references fit the auto target region; "
+          f"mean positions {positions / n:.1f} (full: {seq.seq_len})")
+    print(f"BLEU of references cut to the region: {cut_bleu / n:.4f} (uncut, through the tokenizer: {full_bleu / n:.4f})")
+
+
 def replace_args(args, **changes):
     new = argparse.Namespace(**vars(args))
     for key, value in changes.items():
@@ -143,6 +178,7 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=200)
     p.add_argument("--length", default="auto", choices=["auto", "full"])
     p.add_argument("--compare-length", action="store_true", help="--length auto vs full on the same lines")
+    p.add_argument("--length-fit", action="store_true", help="how many QQP valid references fit the auto target region")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady numbers on a shared machine)")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "diffuseq-bench")
     args = p.parse_args()
@@ -150,7 +186,9 @@ def main() -> None:
     sources = [s for s, _, _ in itertools.islice(read_pairs(QQP_VALID), max(args.lines, 256))]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load average {load:.1f}\n")
-    if args.sweep:
+    if args.length_fit:
+        length_fit(load_model_folder(args.model or preset_model(args.preset or "small", args.work)))
+    elif args.sweep:
         sweep(args, sources)
     elif args.preset:
         run_one(args, preset_model(args.preset, args.work), f"{args.preset} (random weights)", sources[: args.lines])

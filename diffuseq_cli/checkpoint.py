@@ -54,6 +54,7 @@ def atomic_dir(final: Path):
             old = final.parent / f".{final.name}.old-{os.getpid()}"
             os.replace(final, old)
         os.replace(tmp, final)
+        _fsync_parent(final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -69,6 +70,20 @@ def _normal_permissions(path: Path) -> None:
     for f in path.iterdir():
         if f.is_file():
             os.chmod(f, 0o666 & ~umask)
+
+
+def _fsync_parent(path: Path) -> None:
+    """Make the rename itself durable (POSIX: fsync the containing directory)."""
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

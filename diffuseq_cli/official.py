@@ -89,6 +89,8 @@ def convert_state(state: dict[str, torch.Tensor], num_heads: int = 12, seq_len: 
     vocab, d = emb.shape
     hidden = state["position_embeddings.weight"].shape[1]
     layers = 1 + max(int(m.group(1)) for k in state if (m := _LAYER.fullmatch(k)))
+    if hidden % num_heads:
+        raise DiffuseqError(f"hidden size {hidden} of this checkpoint is not divisible by {num_heads} heads; pass the right head count (--heads)")
     cfg = ModelConfig(
         vocab_size=vocab,
         embed_dim=d,

@@ -92,9 +92,14 @@ def load_tokenizer(path: str | Path) -> TextTokenizer:
                 break
     if not path.exists():
         raise DiffuseqError(f"tokenizer file not found: {path}")
-    if path.suffix == ".json":
-        return TextTokenizer(Tokenizer.from_file(str(path)))
-    return TextTokenizer(_wordpiece(path))
+    try:
+        if path.suffix == ".json":
+            return TextTokenizer(Tokenizer.from_file(str(path)))
+        return TextTokenizer(_wordpiece(path))
+    except DiffuseqError:
+        raise
+    except Exception as exc:  # the tokenizers library raises plain Exceptions for corrupt files
+        raise DiffuseqError(f"{path}: cannot read tokenizer ({exc})") from None
 
 
 def _wordpiece(vocab_txt: Path) -> Tokenizer:

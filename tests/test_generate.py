@@ -204,3 +204,21 @@ def test_lines_done_counts_only_complete_sources(tmp_path):
     assert lines_done(path, "jsonl", 3, True) == (1, len(record))
     with pytest.raises(Exception, match="cannot resume"):
         lines_done(path, "jsonl", 5, True)  # written with another -n
+
+
+# --- the rounding search in blocks ------------------------------------------------------------------
+@pytest.mark.parametrize("rows", [1, 11, 48, 64 * 5 + 10, 2688])
+def test_rounding_in_row_blocks_equals_one_distance_matrix(rows):
+    from diffuseq_cli.sampling import round_to_embeddings
+
+    g = torch.Generator().manual_seed(rows)
+    table = torch.randn(6000, 16, generator=g)  # 6000 words: blocks of 64 rows
+    z = table[torch.randint(6000, (rows,), generator=g)] + 0.3 * torch.randn(rows, 16, generator=g)
+    z = z.view(1, rows, 16)
+    dist = (table * table).sum(-1)[None, :] - 2 * z[0] @ table.T  # the whole (rows, V) matrix at once
+    ids = dist.argmin(-1)
+    got_rows, got_ids = round_to_embeddings(z, table)
+    assert torch.equal(got_ids[0], ids) and torch.equal(got_rows[0], table[ids])
+    whole = z[0] @ table.T
+    blocks = [(s, min(s + 64, rows)) for s in range(0, rows, 64) if rows - s >= 64 or s == 0]
+    assert all(torch.equal(z[0, a:b] @ table.T, whole[a:b]) for a, b in blocks)  # the BLAS fact it relies on

@@ -142,7 +142,8 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         sources = itertools.islice(sources, skip, None)
     lines = candidates = truncated = 0
     start = time.perf_counter()
-    progress = _Progress(input, skip, quiet)
+    # A bar only where it does not fight the output for the terminal.
+    progress = _Progress(input, skip, quiet or (sink is sys.stdout and sys.stdout.isatty()))
     try:
         for result in generate_stream(loaded, sources, opts, start_line=skip):
             sink.write(format_result(result, fmt, num_samples, mbr))
@@ -185,7 +186,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
 
 
 class _Progress:
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+    """A rich progress bar (lines/s, ETA) on stderr when it is a terminal; nothing otherwise."""
 
     def __init__(self, input: str, done: int, quiet: bool):
         self.bar = None
@@ -196,7 +197,7 @@ class _Progress:
 
         self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            transient=True, console=Console(stderr=True))
+                            transient=True, console=Console(stderr=True), redirect_stdout=False, redirect_stderr=False)
         self.task = self.bar.add_task("gen", total=_count_lines(input), completed=done, rate="")
         self.start, self.count = time.perf_counter(), 0
         self.bar.start()
