@@ -11,7 +11,6 @@ import pytest
 from diffuseq_cli import data as data_mod
 from diffuseq_cli.cli import main
 from diffuseq_cli.data import (
-    NUM_SPECIALS,
     TokenizedData,
     cache_key,
     cache_path,
@@ -26,8 +25,7 @@ from diffuseq_cli.data import (
 from diffuseq_cli.errors import DataError
 from diffuseq_cli.tokenizer import train_bpe
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-QQP_VALID = SHARED / "data" / "QQP" / "valid.jsonl"
+from paths import QQP_VALID
 
 
 @pytest.fixture(scope="module")

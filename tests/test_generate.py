@@ -25,15 +25,6 @@ from paths import QQP_VALID
 SOURCES = [s for s, _, _ in read_pairs(QQP_VALID)][:40]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CPU is shared; tiny models run fastest (and most predictably) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return load_model_folder(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))

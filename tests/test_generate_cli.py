@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from diffuseq_cli import official, tasks
 from diffuseq_cli.cli import main
@@ -22,14 +21,6 @@ from paths import OFFICIAL_TINY, QQP_VALID
 
 SOURCES = [s for s, _, _ in read_pairs(QQP_VALID)][:30]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the CPU is shared: one thread is the fast choice for tiny models
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +246,6 @@ def test_help_examples_render_and_work(run, model, tmp_path, monkeypatch):
     monkeypatch.setitem(tasks.TASKS, "paraphrase", tasks.TaskEntry("paraphrase", "test", model))
     for example in examples:
         words = shlex.split(example)
-        stdin_text = None
         if words[0] == "echo":  # the same text through -i, since stdin is pytest's
             bar = words.index("|")
             Path("stdin.txt").write_text(" ".join(words[1:bar]) + "\n")

@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-import torch
 
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.data import read_pairs
@@ -22,14 +21,6 @@ from paths import QQP_VALID
 
 SOURCES = [s for s, _, _ in read_pairs(QQP_VALID)]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

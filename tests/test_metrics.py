@@ -12,7 +12,7 @@ from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 from diffuseq_cli import __version__, metrics
 from diffuseq_cli.evaluate import evaluate, load_inputs
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from paths import SHARED
 FIXTURE = SHARED / "fixtures" / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 

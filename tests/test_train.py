@@ -20,34 +20,14 @@ from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.commands import progress as progress_mod
 from diffuseq_cli.commands.train import parse_gpus
-from diffuseq_cli.data import read_pairs
 from diffuseq_cli.diffusion import Diffusion
 from diffuseq_cli.distributed import Placement
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.run_folder import latest_checkpoint, load_train_state, read_metrics
-from diffuseq_cli.tokenizer import train_bpe
 from diffuseq_cli.train import Trainer, TrainingDiverged, prepare_run, train
 from diffuseq_cli.train_config import read_run_config, resolve_config, with_recipe
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-QQP_VALID = SHARED / "data" / "QQP" / "valid.jsonl"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two busy shared cores: one intra-op thread is far faster (and steadier) than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_file(tmp_path_factory):
-    texts = [t for src, trg, _ in read_pairs(QQP_VALID) for t in (src, trg)]
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    train_bpe(texts, vocab_size=500).save(path)
-    return str(path)
+from paths import QQP_VALID
 
 
 def tiny(tmp_path, tokenizer_file, name="run", **kw):

@@ -13,34 +13,17 @@ import torch
 
 from diffuseq_cli import distributed
 from diffuseq_cli.distributed import free_port
-from diffuseq_cli.data import collate, read_pairs
+from diffuseq_cli.data import collate
 from diffuseq_cli.diffusion import Diffusion
 from diffuseq_cli.errors import DataError
 from diffuseq_cli.run_folder import latest_checkpoint, load_train_state
-from diffuseq_cli.tokenizer import tokenizer_from_str, train_bpe
+from diffuseq_cli.tokenizer import tokenizer_from_str
 from diffuseq_cli.train import Trainer, prepare_run, train
 from diffuseq_cli.train_config import with_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-QQP_VALID = SHARED / "data" / "QQP" / "valid.jsonl"
+from paths import QQP_VALID
 STEPS = 4
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_file(tmp_path_factory):
-    texts = [t for src, trg, _ in read_pairs(QQP_VALID) for t in (src, trg)]
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    train_bpe(texts, vocab_size=500).save(path)
-    return str(path)
 
 
 def tiny(tmp_path, tokenizer_file, name, **kw):

@@ -16,31 +16,12 @@ import torch
 
 from diffuseq_cli import run_folder
 from diffuseq_cli.cli import main
-from diffuseq_cli.data import read_pairs
 from diffuseq_cli.run_folder import complete_checkpoints, latest_checkpoint, load_train_state, read_metrics
-from diffuseq_cli.tokenizer import train_bpe
 from diffuseq_cli.train import train
 from diffuseq_cli.train_config import with_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-QQP_VALID = SHARED / "data" / "QQP" / "valid.jsonl"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_file(tmp_path_factory):
-    texts = [t for src, trg, _ in read_pairs(QQP_VALID) for t in (src, trg)]
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    train_bpe(texts, vocab_size=500).save(path)
-    return str(path)
+from paths import QQP_VALID
 
 
 def tiny(out, tokenizer_file, **kw):

@@ -1,0 +1,27 @@
+"""Fixtures every test module shares."""
+
+import pytest
+import torch
+
+from diffuseq_cli.data import read_pairs
+from diffuseq_cli.tokenizer import train_bpe
+
+from paths import QQP_VALID
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two busy shared cores: one intra-op thread is far faster (and steadier) than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_file(tmp_path_factory):
+    """A 500-token BPE trained on QQP valid, saved as tokenizer.json."""
+    texts = [t for src, trg, _ in read_pairs(QQP_VALID) for t in (src, trg)]
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    train_bpe(texts, vocab_size=500).save(path)
+    return str(path)
