@@ -138,7 +138,7 @@ def generate_stream(
         else:
             del buckets[length]
         rows = sample_jobs(loaded, diffusion, [j for j, _ in work], [k for _, k in work], opts.sampling, device, opts.precision)
-        for (job, k), text in zip(work, loaded.tokenizer.decode(rows)):
+        for (job, k), text in zip(work, loaded.tokenizer.decode(rows, until_end=True)):
             done[job.line][k] = text
             arrived.pop(job.line, None)
         if on_batch:

@@ -206,7 +206,7 @@ def generate_texts(
             end += 1
         chunk = work[start:end]
         rows = sample_jobs(loaded, diffusion, [by_line[w[1]] for w in chunk], [w[2] for w in chunk], opts, device, precision)
-        for (_, line, k), text in zip(chunk, loaded.tokenizer.decode(rows)):
+        for (_, line, k), text in zip(chunk, loaded.tokenizer.decode(rows, until_end=True)):
             out[line][k] = text
         start = end
     return out  # type: ignore[return-value]

@@ -30,6 +30,12 @@ class TextTokenizer:
         self.special_ids = frozenset(ids.values())
         self._wordpiece = type(tok.decoder).__name__ == "WordPiece"
 
+    def _until_end(self, seq: list[int]) -> list[int]:
+        for pos, i in enumerate(seq):
+            if pos > 0 and (i == self.sep_id or i == self.pad_id):
+                return seq[:pos]
+        return seq
+
     @property
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size()
@@ -37,8 +43,14 @@ class TextTokenizer:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
 
-    def decode(self, seqs: list[list[int]]) -> list[str]:
-        """Token ids -> text, special tokens and padding dropped (as the official decoding does)."""
+    def decode(self, seqs: list[list[int]], until_end: bool = False) -> list[str]:
+        """Token ids -> text, special tokens and padding dropped.
+
+        ``until_end``: a generated target is ``[CLS] y [SEP] [PAD]...``, so its text ends at
+        the first [SEP] or [PAD]; whatever the model put after that is not part of ``y``.
+        """
+        if until_end:
+            seqs = [self._until_end(s) for s in seqs]
         clean = [[i for i in s if i not in self.special_ids] for s in seqs]
         texts = [" ".join(t.split()) for t in self.tok.decode_batch(clean, skip_special_tokens=True)]
         if self._wordpiece:

@@ -97,3 +97,11 @@ def test_wordpiece_vocab_tokenizer_matches_bert_tokenizer_json():
     assert a.encode(text) == b.encode(text)
     assert a.vocab_size == 30522 and (a.pad_id, a.cls_id, a.sep_id) == (0, 101, 102)
     assert a.decode(a.encode(text)) == ["how do i learn python quickly?", "what's the best way to lose weight?"]
+
+
+def test_generated_text_ends_at_the_first_sep_or_pad(tokenizer):
+    a, b = tokenizer.encode(["what", "why"])
+    cls, sep, pad = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
+    seqs = [[cls, *a, sep, *b, pad], [cls, *a, pad, *b, sep], [*a, cls, *b, sep, pad]]
+    assert tokenizer.decode(seqs, until_end=True) == ["what", "what", "what why"]
+    assert tokenizer.decode(seqs) == ["what why"] * 3

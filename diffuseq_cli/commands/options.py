@@ -9,6 +9,6 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 PrecisionOpt = Annotated[
     Optional[str], typer.Option("--precision", help="fp32, bf16 or fp16 (default: bf16 on GPUs that support it, fp32 on CPU).")
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or summary (warnings and errors still show).")]
 NumSamplesOpt = Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Candidates per source line.")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (default: stdout).")]
