@@ -7,7 +7,7 @@ one place; ``--debug`` shows the traceback instead.
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,8 +35,8 @@ def _version(value: bool):
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
-    ] = None,
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ):
     """DiffuSeq: train, generate, rerank and evaluate seq2seq diffusion models."""
