@@ -11,6 +11,18 @@ import json
 from pathlib import Path
 
 
+def wall_time(recs: list[dict]) -> list[float]:
+    """Cumulative seconds per record; a run resumed by older code restarts its clock at 0."""
+    out, offset, last = [], 0.0, 0.0
+    for r in recs:
+        t = r.get("elapsed_s", last - offset)
+        if t + offset < last - 1e-6:
+            offset = last
+        last = t + offset
+        out.append(last)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+")
@@ -25,7 +37,7 @@ def main() -> None:
     copy = None
     for run in args.runs:
         recs = [json.loads(x) for x in (Path(run) / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        pts = [(r["elapsed_s"] / 60, r["valid_bleu"]) for r in recs if "valid_bleu" in r]
+        pts = [(t / 60, r["valid_bleu"]) for t, r in zip(wall_time(recs), recs) if "valid_bleu" in r]
         if not pts:
             continue
         copy = next((r["copy_source_bleu"] for r in recs if "copy_source_bleu" in r), copy)
