@@ -30,6 +30,7 @@ import torch
 from .checkpoint import LoadedModel
 from .data import truncate_pair
 from .diffusion import Diffusion
+from .precision import autocast
 from .sampling import SampleOutput, make_sampler, sample_loop, step_schedule
 
 MIN_TARGET = 8
@@ -99,12 +100,6 @@ def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: Sampli
     return jobs
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 @contextlib.contextmanager
 def shared_timestep(model):
     """While sampling, run the time MLP on one row: all rows share t, and ``forward`` broadcasts (1, H).
@@ -165,7 +160,7 @@ def sample_batch(
     z_T = draw().to(device)
     ids, mask = ids.to(device), mask.to(device)
     steps = step_schedule(opts.steps or diffusion.num_steps, diffusion.num_steps)
-    with _autocast(precision, device), shared_timestep(model):
+    with autocast(precision, device), shared_timestep(model):
         src_emb = model.embed(ids)
         out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])

@@ -39,16 +39,6 @@ def pick_device(device: str) -> str:
     return device
 
 
-def pick_precision(precision: str | None, device: str) -> str:
-    import torch
-
-    if precision:
-        return precision
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
 def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu"):
     from ..checkpoint import load_model_folder
     from ..hub import resolve_model
@@ -110,7 +100,9 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
 
     _check_input(input)
     device = pick_device(device)
-    precision = pick_precision(precision, device)
+    from ..precision import resolve_precision
+
+    precision = resolve_precision(precision, device)
     loaded = load_model(model, task, tokenizer, quiet, device)
     T = loaded.config.diffusion.steps
     if steps is None:

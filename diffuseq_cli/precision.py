@@ -1,0 +1,31 @@
+"""Numeric precision: one rule for every command (DESIGN.md section 5).
+
+bf16 on GPUs that support it, fp32 everywhere else unless asked; autocast is the caller's
+context, never buried inside a model's forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_precision(requested: str | None, device: torch.device | str) -> str:
+    """The precision to use: the requested one, else bf16 on capable CUDA devices, else fp32."""
+    if requested:
+        return requested
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(precision: str, device: torch.device | str):
+    """A context that runs matmuls in ``precision`` on ``device`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(device).type, dtype=dtype)
