@@ -20,7 +20,6 @@ not depend on the batch around it. Two things make the second hold on CPU:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -100,26 +99,6 @@ def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: Sampli
     return jobs
 
 
-@contextlib.contextmanager
-def shared_timestep(model):
-    """While sampling, run the time MLP on one row: all rows share t, and ``forward`` broadcasts (1, H).
-
-    A forward pre-hook on ``model.time_mlp`` (removed on exit); rows that differ are left alone.
-    """
-
-    def one_row(module, args):
-        x = args[0]
-        if x.shape[0] > 1 and bool((x == x[:1]).all()):
-            return (x[:1],)
-        return None
-
-    handle = model.time_mlp.register_forward_pre_hook(one_row)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def padded_rows(rows: int, length: int) -> int:
     """The fewest rows >= ``rows`` whose product with ``length`` is a multiple of ROW_MULTIPLE."""
     step = ROW_MULTIPLE // math.gcd(length, ROW_MULTIPLE)
@@ -160,7 +139,7 @@ def sample_batch(
     z_T = draw().to(device)
     ids, mask = ids.to(device), mask.to(device)
     steps = step_schedule(opts.steps or diffusion.num_steps, diffusion.num_steps)
-    with autocast(precision, device), shared_timestep(model):
+    with autocast(precision, device):
         src_emb = model.embed(ids)
         out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])

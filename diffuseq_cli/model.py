@@ -122,7 +122,11 @@ class DiffuSeqTransformer(nn.Module):
             raise ValueError(f"sequence of {L} positions exceeds the model's {self.config.max_positions}")
         if self.config.self_condition:
             z_t = torch.cat([z_t, torch.zeros_like(z_t) if self_cond is None else self_cond], dim=-1)
-        temb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(z_t.dtype))  # (B, H)
+        if t.shape[0] > 1 and bool((t == t[:1]).all()):
+            # One timestep for the whole batch (sampling): compute it once. This also keeps a row's
+            # result independent of the batch size (BLAS kernels differ for 1 row and for many).
+            t = t[:1]
+        temb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(z_t.dtype))  # (B or 1, H)
         pos = self.position_embedding.weight[:L]  # (L, H)
         h = self.up_proj(z_t) + pos[None] + temb[:, None, :]  # (B, L, H)
         h = self.drop(self.ln_in(h))
