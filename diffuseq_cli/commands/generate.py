@@ -7,18 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DeviceOpt, NumSamplesOpt, OutputOpt, QuietOpt, SeedOpt
-
-
-class Format(str, Enum):
-    text = "text"
-    jsonl = "jsonl"
-
-
-class InputFormat(str, Enum):
-    auto = "auto"
-    text = "text"
-    jsonl = "jsonl"
+from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, SeedOpt
 
 
 class Sampler(str, Enum):
@@ -31,16 +20,6 @@ class Length(str, Enum):
     full = "full"
 
 
-class Metric(str, Enum):
-    bleu = "bleu"
-    rouge_l = "rouge_l"
-    chrf = "chrf"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 def generate(
@@ -51,13 +30,13 @@ def generate(
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for an official .pt (vocab.txt or tokenizer.json).")] = None,
     num_samples: NumSamplesOpt = 1,
     mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
-    mbr_metric: Annotated[Metric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = Metric.bleu,
+    mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Denoising steps, up to the model's T (default: 20 with ddim, T with ddpm).")] = None,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler.ddim,
     length: Annotated[Length, typer.Option("--length", help="auto: size the target region from the model's length statistics; full: always seq_len (the official layout).")] = Length.auto,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = Format.text,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
     input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Default: bf16 on GPUs that support it, fp32 otherwise.")] = None,

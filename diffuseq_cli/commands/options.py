@@ -1,5 +1,6 @@
 """Option aliases shared by several commands, defined once."""
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -12,3 +13,27 @@ PrecisionOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or summary (warnings and errors still show).")]
 NumSamplesOpt = Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Candidates per source line.")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (default: stdout).")]
+
+
+# Choices shared by several commands (Typer lists them in --help and rejects others).
+class MBRMetric(str, Enum):
+    bleu = "bleu"
+    rouge_l = "rouge_l"
+    chrf = "chrf"
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    text = "text"
+    jsonl = "jsonl"
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from .options import OutputOpt
-
-
-class Metric(str, Enum):
-    bleu = "bleu"
-    rouge_l = "rouge_l"
-    chrf = "chrf"
-
-
-class InputFormat(str, Enum):
-    auto = "auto"
-    text = "text"
-    jsonl = "jsonl"
-
-
-class OutputFormat(str, Enum):
-    text = "text"
-    jsonl = "jsonl"
+from .options import InputFormat, MBRMetric, OutputFormat, OutputOpt
 
 
 FilesArg = Annotated[
@@ -35,7 +17,7 @@ FilesArg = Annotated[
 PerLineOpt = Annotated[
     Optional[int], typer.Option("--num-samples", "-n", min=1, help="K consecutive lines per source in one text file.")
 ]
-MetricOpt = Annotated[Metric, typer.Option("--metric", "-m", help="Utility between candidates.")]
+MetricOpt = Annotated[MBRMetric, typer.Option("--metric", "-m", help="Utility between candidates.")]
 NbestOpt = Annotated[int, typer.Option("--nbest", min=1, help="Print the N best candidates per source, best first.")]
 FormatOpt = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="text (N lines per source) or jsonl (one object per source).")
@@ -48,7 +30,7 @@ InputFormatOpt = Annotated[
 def rerank(
     files: FilesArg,
     num_samples: PerLineOpt = None,
-    metric: MetricOpt = Metric.bleu,
+    metric: MetricOpt = MBRMetric.bleu,
     nbest: NbestOpt = 1,
     fmt: FormatOpt = OutputFormat.text,
     input_format: InputFormatOpt = InputFormat.auto,
