@@ -1,7 +1,8 @@
-"""Numeric precision: one rule for every command (DESIGN.md section 5).
+"""Device and numeric precision: one rule for every command (DESIGN.md section 5).
 
-bf16 on GPUs that support it, fp32 everywhere else unless asked; autocast is the caller's
-context, never buried inside a model's forward.
+``auto`` means the first CUDA GPU when there is one, else the CPU; bf16 on GPUs that support
+it, fp32 everywhere else unless asked; autocast is the caller's context, never buried inside
+a model's forward.
 """
 
 from __future__ import annotations
@@ -10,7 +11,22 @@ import contextlib
 
 import torch
 
+from .errors import UsageError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_device(device: str) -> str:
+    """``--device`` as a torch device string: auto, cpu, cuda or cuda:N, checked against this machine."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is available")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+    return device
 
 
 def resolve_precision(requested: str | None, device: torch.device | str) -> str:

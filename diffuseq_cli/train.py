@@ -16,6 +16,7 @@ import torch
 from . import distributed
 from .data import file_hash, load_or_tokenize, read_pairs
 from .errors import DataError, DiffuseqError, UsageError
+from .precision import resolve_device
 from .run_folder import latest_checkpoint, write_text_atomic
 from .tokenizer import TextTokenizer, load_tokenizer, tokenizer_from_str, train_bpe
 from .train_config import TrainConfig, check_resumable, read_run_config
@@ -122,11 +123,7 @@ def _device_kind(cfg: TrainConfig) -> str:
         if max(cfg.gpus) >= torch.cuda.device_count():
             raise UsageError(f"--gpus {','.join(map(str, cfg.gpus))}: this machine has {torch.cuda.device_count()} GPU(s)")
         return "cuda"
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but no CUDA GPU is available")
-    return "cuda" if cfg.device.startswith("cuda") else "cpu"
+    return torch.device(resolve_device(cfg.device)).type
 
 
 # --- workers ---------------------------------------------------------------------------------

@@ -25,20 +25,6 @@ from ..errors import DiffuseqError, UsageError
 DEFAULT_DDIM_STEPS = 20
 
 
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA GPU is available")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
-    return device
-
-
 def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu"):
     from ..checkpoint import load_model_folder
     from ..hub import resolve_model
@@ -99,7 +85,9 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     from ..generation import SamplingOptions
 
     _check_input(input)
-    device = pick_device(device)
+    from ..precision import resolve_device
+
+    device = resolve_device(device)
     from ..precision import resolve_precision
 
     precision = resolve_precision(precision, device)
