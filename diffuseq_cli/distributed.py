@@ -5,13 +5,18 @@ port; when the usual environment variables (RANK, WORLD_SIZE, MASTER_ADDR, ...) 
 already set, as under ``torchrun --nnodes ...``, nothing is spawned.
 A library error (``DiffuseqError``) raised in a spawned worker is raised again in the
 parent, so the command line reports it as one line, as it would in one process.
+Spawned workers end with the launching process, however it ends (a scheduler's SIGTERM,
+a SIGKILL): on Linux through the kernel's parent-death signal.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
+import signal
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -60,7 +65,7 @@ def spawn(worker, nprocs: int, args: tuple):
     os.environ["WORLD_SIZE"] = str(nprocs)
     try:
         try:
-            mp.spawn(_entry, args=(worker, nprocs, args, outcomes), nprocs=nprocs, join=True)
+            mp.spawn(_entry, args=(worker, nprocs, args, outcomes, os.getpid()), nprocs=nprocs, join=True)
         except (mp.ProcessRaisedException, mp.ProcessExitedException):
             for _, kind, value in _drain(outcomes):
                 if kind == "error":
@@ -86,7 +91,24 @@ def _drain(outcomes) -> list:
     return items
 
 
-def _entry(local_rank: int, worker, nprocs: int, args: tuple, outcomes) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: have the kernel SIGTERM this worker when its launching process dies.
+
+    Without it, killing ``diffuseq train --nproc 2`` (not its process group) leaves the
+    workers training on, holding the cores and the run folder.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _entry(local_rank: int, worker, nprocs: int, args: tuple, outcomes, parent: int) -> None:
+    _die_with_parent(parent)
     os.environ["RANK"] = str(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
     os.environ["LOCAL_WORLD_SIZE"] = str(nprocs)

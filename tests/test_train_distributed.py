@@ -123,3 +123,59 @@ def test_each_rank_trains_on_its_own_half_of_the_global_batch(tmp_path, tokenize
     for _ in range(2):
         ref.train_step()
     assert max_diff(r0["model"], ref.model.state_dict()) < 1e-5
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:  # PPid
+                kids.append(int(entry.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_killing_the_launcher_ends_its_workers(tmp_path, tokenizer_file):
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "diffuseq_cli", "train", str(QQP_VALID), "--out", str(tmp_path / "run"),
+           "--tokenizer", tokenizer_file, "--preset", "tiny", "--seq-len", "32", "--batch-size", "8",
+           "--steps", "100000", "--nproc", "2", "--quiet"]
+    # Started as `diffuseq train ... &` from a script is: with SIGINT ignored, which the workers
+    # inherit, so torch's own parent-death signal for them (SIGINT) does nothing.
+    launcher = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():
+            time.sleep(0.5)
+        workers = [p for p in _children(launcher.pid) if _alive(p)]
+        workers = [w for w in workers if "spawn_main" in (Path("/proc") / str(w) / "cmdline").read_text()]
+        assert len(workers) == 2, "the two workers did not start"
+        launcher.send_signal(signal.SIGTERM)  # not the process group: only the launcher, as `pkill -f "diffuseq train"`
+        launcher.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "workers outlived their launcher"
+    finally:
+        for pid in [launcher.pid, *workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
