@@ -6,7 +6,8 @@
 For each step count: `diffuseq generate` (text, n consecutive lines per source), then
 `diffuseq evaluate --sources` (with --mbr when n > 1). Prints one JSON line per setting
 with BLEU, ROUGE-L, dist-1, the copy-the-source BLEU on the same lines, the share of
-outputs identical to their source, and generation lines/s.
+outputs identical to their source (of the MBR choices, from `diffuseq rerank`, when n > 1),
+and generation lines/s.
 """
 
 import argparse
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--data", default=str(QQP_VALID))
+    ap.add_argument("--rounding", choices=["l2", "logits", "none"], help="default: the model's own")
     args = ap.parse_args()
 
     pairs = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()][: args.lines]
@@ -39,7 +41,8 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "diffuseq_cli", "generate", "--model", args.model, "-i", str(tmp / "src.txt"),
-             "-o", str(out), "-n", str(args.n), "--steps", str(steps), "--batch-size", str(args.batch_size), "-q"],
+             "-o", str(out), "-n", str(args.n), "--steps", str(steps), "--batch-size", str(args.batch_size), "-q",
+             *(["--rounding", args.rounding] if args.rounding else [])],
             check=True,
         )
         seconds = time.perf_counter() - t0
@@ -49,9 +52,12 @@ def main() -> None:
             cmd.append("--mbr")
         report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         outs = out.read_text().splitlines()
-        firsts = outs[:: args.n]
-        same = sum(o.strip() == p["src"].strip() for o, p in zip(firsts, pairs)) / len(pairs)
-        print(json.dumps({"steps": steps, "n": args.n, "lines": len(pairs), "seconds": round(seconds, 1),
+        chosen = outs[:: args.n]
+        if args.n > 1:
+            chosen = subprocess.run([sys.executable, "-m", "diffuseq_cli", "rerank", str(out), "-n", str(args.n)],
+                                    check=True, capture_output=True, text=True).stdout.splitlines()
+        same = sum(o.split() == p["src"].split() for o, p in zip(chosen, pairs)) / len(pairs)
+        print(json.dumps({"steps": steps, "n": args.n, "rounding": args.rounding or "model's", "lines": len(pairs), "seconds": round(seconds, 1),
                           "lines_per_s": round(len(pairs) / seconds, 3), "copy_share": round(same, 4), "report": report}),
               flush=True)
 

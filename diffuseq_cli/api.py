@@ -53,19 +53,24 @@ class DiffuSeq:
         save_model_folder(Path(folder), self.config, self.model, self.tokenizer, card)
 
     @torch.inference_mode()
-    def denoise(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """f_theta(z_t, t): z_t (B, L, d), integer timesteps t (B,) in 0..T-1 -> predicted z_0 (B, L, d)."""
-        return self.model(z_t.to(self.device), self.diffusion.model_time(t.to(self.device)))
+    def denoise(self, z_t: torch.Tensor, t: torch.Tensor, target_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """f_theta(z_t, t): z_t (B, L, d), integer timesteps t (B,) in 0..T-1 -> predicted z_0 (B, L, d).
+
+        ``target_mask`` (B, L), True on the target part: required by models with ``positions="segment"``.
+        """
+        mask = None if target_mask is None else target_mask.bool().to(self.device)
+        return self.model(z_t.to(self.device), self.diffusion.model_time(t.to(self.device)), target_mask=mask)
 
     @torch.inference_mode()
     def sample(
         self, z_T: torch.Tensor, input_ids: torch.Tensor, target_mask: torch.Tensor, steps: int | Sequence[int] | None = None,
-        sampler: str = "ddim", eta: float = 0.0, generator: torch.Generator | None = None, rounding: bool = True,
+        sampler: str = "ddim", eta: float = 0.0, generator: torch.Generator | None = None, rounding: bool | str | None = None,
     ) -> SampleOutput:
         """Run the reverse process from z_T (B, L, d) given ids (B, L) and target_mask (B, L) (True/1 on generated positions).
 
         ``steps``: a number of evenly spaced steps, an explicit descending list of timesteps, or None (all T).
         ``generator`` drives the noise of stochastic samplers (ddpm, or ddim with eta > 0).
+        ``rounding``: "l2", "logits" or "none" (True/False: l2/none); None: the model's own.
         """
         T = self.diffusion.num_steps
         schedule = step_schedule(steps or T, T) if steps is None or isinstance(steps, int) else list(steps)
@@ -76,7 +81,8 @@ class DiffuSeq:
             return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
 
         return sample_loop(self.model, self.diffusion, z_T.to(self.device), src, mask, schedule,
-                           make_sampler(sampler, eta), noise_fn, rounding=rounding)
+                           make_sampler(sampler, eta), noise_fn,
+                           rounding=self.diffusion.config.rounding if rounding is None else rounding)
 
     def generate(
         self, sources: list[str], num_samples: int = 1, steps: int | None = None, seed: int = 0,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 FORMAT_VERSION = 1
 SCHEDULES = ("sqrt", "linear", "cosine")
+ROUNDINGS = ("l2", "logits", "none")
+POSITIONS = ("absolute", "segment")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class ModelConfig:
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     self_condition: bool = False  # feed the previous z_0 estimate back as input
+    # "absolute": one position index over the packed sequence (the official model). "segment":
+    # positions restart at the target's first token, plus a learned source/target embedding, so
+    # that target word j and source word j share a position (copying and alignment are one hop).
+    positions: str = "absolute"
 
     def __post_init__(self):
         if self.vocab_size < 2:
@@ -44,6 +50,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"unknown positions {self.positions!r}; choose from {', '.join(POSITIONS)}")
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,17 @@ class DiffusionConfig:
     steps: int = 2000  # T
     schedule: str = "sqrt"
     rescale_timesteps: bool = True  # the model sees t * 1000 / T, as the official code
+    # How the reverse process rounds each z_0 estimate to a word: "l2" (nearest embedding, the
+    # paper's), "logits" (the head's argmax; for models trained with a token loss), or "none".
+    rounding: str = "l2"
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError("diffusion steps must be positive")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown noise schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"unknown rounding {self.rounding!r}; choose from {', '.join(ROUNDINGS)}")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedModel
+from .config import ROUNDINGS
 from .data import truncate_pair
 from .diffusion import Diffusion
 from .precision import autocast
@@ -45,10 +46,13 @@ class SamplingOptions:
     seed: int = 0
     length: str = "auto"
     multiple: int = 8  # round sequence lengths up to this, so more lines share a batch
+    rounding: str | None = None  # l2 | logits | none; None: the model's own (config.json "diffusion")
 
     def __post_init__(self):
         if self.length not in LENGTHS:
             raise ValueError(f"length must be one of {', '.join(LENGTHS)}, got {self.length!r}")
+        if self.rounding not in (None, *ROUNDINGS):
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         if self.multiple < 1:
             raise ValueError("multiple must be positive")
 
@@ -141,7 +145,8 @@ def sample_batch(
     steps = step_schedule(opts.steps or diffusion.num_steps, diffusion.num_steps)
     with autocast(precision, device):
         src_emb = model.embed(ids)
-        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn)
+        rounding = opts.rounding or diffusion.config.rounding
+        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
 
 

@@ -89,6 +89,8 @@ class DiffuSeqTransformer(nn.Module):
         d_in = 2 * d if cfg.self_condition else d
         self.up_proj = _projection(d_in, H) if d_in != H else nn.Identity()
         self.position_embedding = nn.Embedding(cfg.max_positions, H)
+        if cfg.positions == "segment":
+            self.segment_embedding = nn.Embedding(2, H)  # 0: source part, 1: target part
         self.ln_in = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
@@ -115,8 +117,15 @@ class DiffuSeqTransformer(nn.Module):
         return F.linear(z, self.word_embedding.weight, self.lm_head_bias)
 
     # --- the denoiser ----------------------------------------------------------
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, self_cond: torch.Tensor | None = None) -> torch.Tensor:
-        """z_t (B, L, d), t (B,) as the model sees it (already rescaled) -> z_0 estimate (B, L, d)."""
+    def forward(
+        self, z_t: torch.Tensor, t: torch.Tensor, self_cond: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """z_t (B, L, d), t (B,) as the model sees it (already rescaled) -> z_0 estimate (B, L, d).
+
+        ``target_mask`` (B, L) bool, True on the target part: needed by ``positions="segment"``
+        models only (the absolute-position model ignores it).
+        """
         B, L, _ = z_t.shape
         if L > self.config.max_positions:
             raise ValueError(f"sequence of {L} positions exceeds the model's {self.config.max_positions}")
@@ -127,12 +136,22 @@ class DiffuSeqTransformer(nn.Module):
             # result independent of the batch size (BLAS kernels differ for 1 row and for many).
             t = t[:1]
         temb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(z_t.dtype))  # (B or 1, H)
-        pos = self.position_embedding.weight[:L]  # (L, H)
-        h = self.up_proj(z_t) + pos[None] + temb[:, None, :]  # (B, L, H)
+        h = self.up_proj(z_t) + self._positions(B, L, target_mask) + temb[:, None, :]  # (B, L, H)
         h = self.drop(self.ln_in(h))
         for block in self.blocks:
             h = block(h)
         return self.down_proj(h)  # (B, L, d)
+
+    def _positions(self, B: int, L: int, target_mask: torch.Tensor | None) -> torch.Tensor:
+        """Position features, (1, L, H) absolute or (B, L, H) numbered per segment."""
+        if self.config.positions == "absolute":
+            return self.position_embedding.weight[:L][None]
+        if target_mask is None:
+            raise ValueError("this model numbers positions per segment: pass target_mask")
+        idx = torch.arange(L, device=target_mask.device).expand(B, L)
+        start = torch.where(target_mask, idx, L).min(dim=1, keepdim=True).values  # first target position
+        pos = torch.where(target_mask, idx - start, idx)
+        return self.position_embedding(pos) + self.segment_embedding(target_mask.long())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

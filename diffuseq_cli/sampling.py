@@ -91,12 +91,18 @@ def make_sampler(name: str, eta: float = 0.0):
     raise ValueError(f"unknown sampler {name!r}; choose ddim or ddpm")
 
 
-def round_to_embeddings(z: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest embedding row by L2 for each position: z (B, L, d), table (V, d) -> (rows (B, L, d), ids (B, L))."""
+def round_to_embeddings(
+    z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The word for each position: z (B, L, d), table (V, d) -> (rows (B, L, d), ids (B, L)).
+
+    Without ``head_bias``: the nearest embedding row by L2 (the paper's rounding). With it: the
+    argmax of the tied head, z·e + bias (``rounding="logits"``).
+    """
     flat = z.reshape(-1, z.shape[-1])  # (B·L, d)
     n, V = flat.shape[0], table.shape[0]
     # ‖z - e‖² = ‖z‖² - 2 z·e + ‖e‖²; ‖z‖² does not change the argmin.
-    e2 = (table * table).sum(-1)  # (V,)
+    e2 = (table * table).sum(-1) if head_bias is None else None  # (V,)
     # In row blocks: a (rows, V) block stays in cache on a CPU (2-3x faster than one (B·L, V)
     # matrix) and bounds memory on a GPU. Blocks hold at least 64 rows, and a short remainder joins
     # the last block: a matrix product gives a row the same bits for any such row count (products
@@ -107,8 +113,12 @@ def round_to_embeddings(z: torch.Tensor, table: torch.Tensor) -> tuple[torch.Ten
     if len(starts) > 1 and n - starts[-1] < 64:
         starts.pop()
     for start, stop in zip(starts, starts[1:] + [n]):
+        scores = flat[start:stop] @ table.T
+        if head_bias is not None:
+            ids[start:stop] = (scores + head_bias.to(scores.dtype)).argmax(dim=-1)
+            continue
         # In place on the one (rows, V) product: scaling by -2 is exact and e + (-x) is e - x bit for bit.
-        dist = (flat[start:stop] @ table.T).mul_(-2)
+        dist = scores.mul_(-2)
         dist = dist.add_(e2) if dist.dtype == e2.dtype else e2 + dist  # autocast: promote as e2 - 2 z·e would
         ids[start:stop] = dist.argmin(dim=-1)
     return table[ids].view_as(z), ids.view(z.shape[:-1])
@@ -130,13 +140,17 @@ def sample_loop(
     steps: Sequence[int],
     sampler,
     noise_fn: NoiseFn | None = None,
-    rounding: bool = True,
+    rounding: bool | str = True,
 ) -> SampleOutput:
     """Run the reverse process over ``steps`` (descending timesteps) from z_T.
 
     z_T, source_emb: (B, L, d); target_mask: (B, L) bool, True on the generated part.
     ``noise_fn(i, like)`` supplies the noise for step i (None for deterministic samplers).
+    ``rounding``: "l2" (or True) nearest embedding, "logits" the head's argmax, "none" (or False).
     """
+    rounding = {True: "l2", False: "none"}.get(rounding, rounding)
+    if rounding not in ("l2", "logits", "none"):
+        raise ValueError(f"unknown rounding {rounding!r}; choose l2, logits or none")
     keep = ~target_mask[..., None]
     z = torch.where(keep, source_emb, z_T)
     table = model.word_embedding.weight.to(z.dtype)
@@ -145,11 +159,13 @@ def sample_loop(
     for i, t in enumerate(steps):
         t_prev = steps[i + 1] if i + 1 < len(steps) else -1
         tt = torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
-        z0 = model(z, diffusion.model_time(tt), self_cond)
+        z0 = model(z, diffusion.model_time(tt), self_cond, target_mask=target_mask)
         if model.config.self_condition:
             self_cond = z0
-        if rounding:
+        if rounding == "l2":
             z0, _ = round_to_embeddings(z0, table)
+        elif rounding == "logits":
+            z0, _ = round_to_embeddings(z0, table, model.lm_head_bias)
         a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype)
         a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype)
         noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None

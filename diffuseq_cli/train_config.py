@@ -13,17 +13,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import PRESETS
+from .config import POSITIONS, PRESETS, ROUNDINGS
 from .errors import UsageError
 
 RECIPES: dict[str, dict] = {
     "paper": dict(
         lr=1e-4, warmup=0, grad_clip=0.0, ema=0.9999, ema_warmup=False, diffusion_steps=2000, schedule="sqrt",
-        seq_len=128, weight_decay=0.0, embed_dim=128, self_condition=False,
+        seq_len=128, weight_decay=0.0, embed_dim=128, self_condition=False, token_loss=0.0, dropout=None,
+        rounding="l2", positions="absolute",
     ),
     "fast": dict(
         lr=1e-3, warmup=500, grad_clip=1.0, ema=0.9999, ema_warmup=True, diffusion_steps=2000, schedule="sqrt",
-        seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False,
+        seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False, token_loss=1.0, dropout=0.0,
+        rounding="logits", positions="absolute",
     ),
 }
 
@@ -43,6 +45,10 @@ class TrainConfig:
     schedule: str = "sqrt"
     embed_dim: int | None = None  # d; None: the preset's
     self_condition: bool = False
+    positions: str = "absolute"  # absolute (the official model) | segment (numbered per source/target part)
+    token_loss: float = 0.0  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
+    dropout: float | None = None  # None: the preset's
+    rounding: str = "l2"  # how the trained model's reverse process rounds (stored in its config.json)
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch
@@ -86,6 +92,14 @@ class TrainConfig:
             raise UsageError("--microbatch must be positive")
         if self.seq_len < 8:
             raise UsageError("--seq-len must be at least 8 (5 positions go to the special tokens)")
+        if self.token_loss < 0:
+            raise UsageError("--token-loss must be 0 or more")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise UsageError("--dropout must be in [0, 1)")
+        if self.positions not in POSITIONS:
+            raise UsageError(f"--positions must be one of {', '.join(POSITIONS)}, not {self.positions!r}")
+        if self.rounding not in ROUNDINGS:
+            raise UsageError(f"--rounding must be one of {', '.join(ROUNDINGS)}, not {self.rounding!r}")
         world = self.world_size
         if self.batch_size % world:
             raise UsageError(f"--batch-size {self.batch_size} is not divisible by the {world} processes")
@@ -203,7 +217,7 @@ def resolve_config(explicit: dict, config_file: str | Path | None = None, resume
     """
     given = {k: v for k, v in explicit.items() if v is not None}
     model_overrides, file_train = read_config_file(config_file) if config_file else ({}, {})
-    for name in ("embed_dim", "self_condition"):  # an explicit option beats the file's model field
+    for name in ("embed_dim", "self_condition", "dropout", "positions"):  # an explicit option beats the file's model field
         if name in given:
             model_overrides.pop(name, None)
     values = {**file_train, **given}

@@ -61,11 +61,14 @@ class TrainResult:
 
 
 def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The preset's sizes, with ``--embed-dim``/``--self-condition`` and then ``--config`` fields on top."""
+    """The preset's sizes, with ``--config`` fields, then ``--embed-dim``, ``--self-condition``, ``--positions``, ``--dropout``."""
     overrides = {k: v for k, v in cfg.model_overrides.items() if k not in ("train", "vocab_size")}
     if cfg.embed_dim:
         overrides.setdefault("embed_dim", cfg.embed_dim)
     overrides.setdefault("self_condition", cfg.self_condition)
+    overrides.setdefault("positions", cfg.positions)
+    if cfg.dropout is not None:
+        overrides.setdefault("dropout", cfg.dropout)
     max_positions = overrides.pop("max_positions", max(cfg.seq_len, 8))
     if max_positions < cfg.seq_len:
         raise UsageError(f"max_positions {max_positions} (from --config) is below --seq-len {cfg.seq_len}")
@@ -97,7 +100,7 @@ class Trainer:
         p99, ratio = length_stats(self.data)
         self.folder_config = ModelFolderConfig(
             model=build_model_config(cfg, tokenizer.vocab_size),
-            diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule),
+            diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule, rounding=cfg.rounding),
             sequence=SequenceConfig(
                 seq_len=cfg.seq_len, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
                 target_len_p99=p99, target_ratio_p99=round(ratio, 4),
@@ -257,7 +260,8 @@ class Trainer:
             with sync:
                 with autocast(self.precision, dev):
                     losses = self.diffusion.training_losses(
-                        _Forward(module, self.model), ids[sl], mask[sl], t_loc[sl], eps0[sl], noise[sl], sc_loc[sl]
+                        _Forward(module, self.model), ids[sl], mask[sl], t_loc[sl], eps0[sl], noise[sl], sc_loc[sl],
+                        token_weight=cfg.token_loss,
                     )
                 # Sum over the microbatch / the local batch: accumulated, this is the local mean,
                 # and DDP's average over ranks makes it the mean over the global batch.
@@ -315,7 +319,7 @@ class Trainer:
                 losses = self.diffusion.training_losses(
                     self.model, torch.from_numpy(ids_np).to(self.device), torch.from_numpy(mask_np).to(self.device),
                     t_all[index].to(self.device), eps0.to(self.device), noise.to(self.device),
-                    torch.zeros(len(index), dtype=torch.bool, device=self.device),
+                    torch.zeros(len(index), dtype=torch.bool, device=self.device), token_weight=self.cfg.token_loss,
                 )
             total += float(losses.loss.float().sum())
         return total / n
@@ -417,8 +421,8 @@ class _Forward:
         self._wrapped, self._module = wrapped, module
         self.config = module.config
 
-    def __call__(self, *args):
-        return self._wrapped(*args)
+    def __call__(self, *args, **kwargs):
+        return self._wrapped(*args, **kwargs)
 
     def embed(self, ids):
         return self._module.embed(ids)

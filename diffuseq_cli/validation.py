@@ -18,7 +18,7 @@ def bleu_probe(loaded, path, lines: int, steps: int) -> dict:
     opts = SamplingOptions(steps=steps, seed=0)
     hyps = [c[0] for c in generate_texts(loaded, srcs, 1, opts, batch_size=64, device=model_device(loaded))]
     report = evaluate([hyps], refs, sources=srcs)  # the same scoring as `diffuseq evaluate --sources`
-    copies = sum(h.strip() == s.strip() for h, s in zip(hyps, srcs))
+    copies = sum(h.split() == s.split() for h, s in zip(hyps, srcs))
     return {
         "valid_bleu": round(report.files[0].bleu, 5),
         "copy_source_bleu": round(report.source.bleu, 5),

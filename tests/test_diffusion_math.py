@@ -94,7 +94,7 @@ class _ConstModel(torch.nn.Module):
         self.word_embedding = torch.nn.Embedding(vocab, z0.shape[-1])
         self.config = type("C", (), {"self_condition": False})()
 
-    def forward(self, z, t, self_cond=None):
+    def forward(self, z, t, self_cond=None, target_mask=None):
         return self.z0.expand_as(z)
 
     def logits(self, z):
@@ -146,6 +146,12 @@ def test_rounding_returns_nearest_embedding_rows():
     brute = torch.cdist(z.reshape(-1, 8), table).argmin(-1).view(3, 7)
     assert torch.equal(ids, brute)
     assert torch.equal(rows, table[ids])
+    # with the head's bias: the argmax of z·e + b (rounding="logits"), blocked the same way
+    bias = torch.randn(50, generator=g) * 3
+    z = torch.randn(2, 300, 8, generator=g)  # several row blocks
+    rows, ids = round_to_embeddings(z, table, bias)
+    assert torch.equal(ids, (z @ table.T + bias).argmax(-1))
+    assert not torch.equal(ids, torch.cdist(z.reshape(-1, 8), table).argmin(-1).view(2, 300))
 
 
 def test_loss_aware_sampler_is_uniform_then_importance_weighted():

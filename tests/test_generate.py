@@ -31,6 +31,15 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_segment(tmp_path_factory):
+    """Positions numbered per segment and head-argmax rounding (the fast recipe's model)."""
+    folder = build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-seg", positions="segment")
+    loaded = load_model_folder(folder)
+    loaded.config = dataclasses.replace(loaded.config, diffusion=dataclasses.replace(loaded.config.diffusion, rounding="logits"))
+    return loaded
+
+
+@pytest.fixture(scope="module")
 def tiny128(tmp_path_factory):
     """The official 128 positions: most of them are padding for QQP questions."""
     return load_model_folder(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny128", seq_len=128))
@@ -100,12 +109,13 @@ def _z0_per_row(loaded, work, opts, order, size):
     return rows
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
-def test_a_rows_arithmetic_does_not_depend_on_its_batch(tiny, sampler):
+@pytest.mark.parametrize("sampler,model", [("ddim", "tiny"), ("ddpm", "tiny"), ("ddim", "tiny_segment")])
+def test_a_rows_arithmetic_does_not_depend_on_its_batch(sampler, model, request):
     # Bit for bit, not only tokens: every intermediate z_0 estimate of a row is the same whatever
     # the batch size and whichever rows share its batch. Without the one-row time MLP (in the
     # model's forward, when all rows share t) this fails
     # (batches of 1-3 rows take other BLAS code paths).
+    tiny = request.getfixturevalue(model)
     opts = SamplingOptions(steps=3, seed=11, sampler=sampler)
     jobs = prepare(tiny, SOURCES, 0, opts)
     L = max({j.length for j in jobs}, key=[j.length for j in jobs].count)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, SeedOpt
+from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt
 
 
 class Sampler(str, Enum):
@@ -34,6 +34,7 @@ def generate(
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Denoising steps, up to the model's T (default: 20 with ddim, T with ddpm).")] = None,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler.ddim,
     length: Annotated[Length, typer.Option("--length", help="auto: size the target region from the model's length statistics; full: always seq_len (the official layout).")] = Length.auto,
+    rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
@@ -71,6 +72,6 @@ def generate(
     run_generate(
         input=input, output=output, model=model, task=task, tokenizer=tokenizer, num_samples=num_samples, mbr=mbr,
         mbr_metric=mbr_metric.value, steps=steps, sampler=sampler.value, length=length.value, seed=seed,
-        batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
+        rounding=rounding.value if rounding else None, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
         precision=precision.value if precision else None, resume=resume, quiet=quiet,
     )

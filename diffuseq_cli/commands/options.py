@@ -33,6 +33,14 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
+class Rounding(str, Enum):
+    """How each z_0 estimate is rounded to a word during sampling (config.ROUNDINGS)."""
+
+    l2 = "l2"
+    logits = "logits"
+    none = "none"
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .options import PrecisionOpt, QuietOpt
+from .options import PrecisionOpt, QuietOpt, Rounding
 
 EPILOG = """[bold]Examples[/]
 
@@ -71,6 +71,10 @@ def train(
     schedule: Annotated[Optional[str], _opt("--schedule", help="Noise schedule: sqrt, linear, cosine (default: the recipe's).")] = None,
     embed_dim: Annotated[Optional[int], _opt("--embed-dim", help="d, the embedding dimension (default: the preset's).")] = None,
     self_condition: Annotated[Optional[bool], _opt("--self-condition/--no-self-condition", help="Self-conditioning (default: off).")] = None,
+    positions: Annotated[Optional[str], _opt("--positions", help="absolute (one index over source and target, as the official model) or segment (the target restarts at 0) (default: the recipe's).")] = None,
+    token_loss: Annotated[Optional[float], _opt("--token-loss", help="Weight of the head's cross-entropy on the prediction, 0: the paper's loss (default: the recipe's).")] = None,
+    dropout: Annotated[Optional[float], _opt("--dropout", help="Dropout rate (default: the recipe's, else the preset's).")] = None,
+    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, none (default: the recipe's).")] = None,
     ema: Annotated[Optional[float], _opt("--ema", help="EMA rate (default: 0.9999).")] = None,
     precision: PrecisionOpt = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Random seed: the same seed gives the same run (default: 0).")] = None,
@@ -95,7 +99,8 @@ def train(
         data=data, out=out, valid=valid, recipe=recipe, preset=preset, tokenizer=tokenizer, vocab_size=vocab_size,
         seq_len=seq_len, steps=steps, batch_size=batch_size, microbatch=microbatch, lr=lr, warmup=warmup,
         weight_decay=weight_decay, grad_clip=grad_clip, diffusion_steps=diffusion_steps, schedule=schedule,
-        embed_dim=embed_dim, self_condition=self_condition, ema=ema, precision=precision, seed=seed,
+        embed_dim=embed_dim, self_condition=self_condition, positions=positions, token_loss=token_loss, dropout=dropout,
+        rounding=rounding.value if rounding else None, ema=ema, precision=precision, seed=seed,
         save_every=save_every, keep=keep, log_every=log_every, valid_every=valid_every, eval_bleu_every=eval_every,
         max_minutes=max_minutes, device=device, gpus=parse_gpus(gpus), nproc=nproc,
     )
