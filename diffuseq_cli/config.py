@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 FORMAT_VERSION = 1
 SCHEDULES = ("sqrt", "linear", "cosine")
-ROUNDINGS = ("l2", "logits", "none")
+ROUNDINGS = ("l2", "logits", "soft", "none")
 POSITIONS = ("absolute", "segment")
 
 
@@ -62,7 +62,8 @@ class DiffusionConfig:
     schedule: str = "sqrt"
     rescale_timesteps: bool = True  # the model sees t * 1000 / T, as the official code
     # How the reverse process rounds each z_0 estimate to a word: "l2" (nearest embedding, the
-    # paper's), "logits" (the head's argmax; for models trained with a token loss), or "none".
+    # paper's), "logits" (the head's argmax), "soft" (the expected embedding under the head; both
+    # for models trained with a token loss), or "none".
     rounding: str = "l2"
 
     def __post_init__(self):

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .config import ROUNDINGS
 from .diffusion import Diffusion
 
 # noise_fn(step_index, shape_like) -> a noise tensor like ``shape_like`` (B, L, d)
@@ -91,6 +92,21 @@ def make_sampler(name: str, eta: float = 0.0):
     raise ValueError(f"unknown sampler {name!r}; choose ddim or ddpm")
 
 
+def _row_blocks(n: int, V: int, device: torch.device) -> list[tuple[int, int]]:
+    """(start, stop) row blocks for (rows, V) score matrices.
+
+    A (rows, V) block stays in cache on a CPU (2-3x faster than one (n, V) matrix) and bounds
+    memory on a GPU. Blocks hold at least 64 rows, and a short remainder joins the last block:
+    a matrix product gives a row the same bits for any such row count (products of a few rows
+    take other BLAS code paths), so results do not depend on the blocking or the batch.
+    """
+    rows = max(64, (2**18 if device.type == "cpu" else 2**30) // (4 * V))
+    starts = list(range(0, n, rows))
+    if len(starts) > 1 and n - starts[-1] < 64:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n]))
+
+
 def round_to_embeddings(
     z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,19 +116,10 @@ def round_to_embeddings(
     argmax of the tied head, z·e + bias (``rounding="logits"``).
     """
     flat = z.reshape(-1, z.shape[-1])  # (B·L, d)
-    n, V = flat.shape[0], table.shape[0]
     # ‖z - e‖² = ‖z‖² - 2 z·e + ‖e‖²; ‖z‖² does not change the argmin.
     e2 = (table * table).sum(-1) if head_bias is None else None  # (V,)
-    # In row blocks: a (rows, V) block stays in cache on a CPU (2-3x faster than one (B·L, V)
-    # matrix) and bounds memory on a GPU. Blocks hold at least 64 rows, and a short remainder joins
-    # the last block: a matrix product gives a row the same bits for any such row count (products
-    # of a few rows take other BLAS code paths), so the result does not depend on the blocking.
-    rows = max(64, (2**18 if flat.device.type == "cpu" else 2**30) // (4 * V))
-    ids = torch.empty(n, dtype=torch.long, device=flat.device)
-    starts = list(range(0, n, rows))
-    if len(starts) > 1 and n - starts[-1] < 64:
-        starts.pop()
-    for start, stop in zip(starts, starts[1:] + [n]):
+    ids = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+    for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
         scores = flat[start:stop] @ table.T
         if head_bias is not None:
             ids[start:stop] = (scores + head_bias.to(scores.dtype)).argmax(dim=-1)
@@ -122,6 +129,21 @@ def round_to_embeddings(
         dist = dist.add_(e2) if dist.dtype == e2.dtype else e2 + dist  # autocast: promote as e2 - 2 z·e would
         ids[start:stop] = dist.argmin(dim=-1)
     return table[ids].view_as(z), ids.view(z.shape[:-1])
+
+
+def expected_embedding(z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor) -> torch.Tensor:
+    """Σ_w p(w | z) EMB(w) under the tied head, (B, L, d) -> (B, L, d) (``rounding="soft"``).
+
+    Soft rounding (CDCD's score interpolation): at high noise the estimate stays a blend of
+    the plausible words instead of committing to the most frequent one; as p(w | z) sharpens
+    it becomes that word's embedding.
+    """
+    flat = z.reshape(-1, z.shape[-1])
+    out = torch.empty_like(flat)
+    for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
+        probs = torch.softmax((flat[start:stop] @ table.T + head_bias.to(flat.dtype)).float(), dim=-1)
+        out[start:stop] = (probs @ table.float()).to(out.dtype)
+    return out.view_as(z)
 
 
 @dataclass
@@ -146,11 +168,12 @@ def sample_loop(
 
     z_T, source_emb: (B, L, d); target_mask: (B, L) bool, True on the generated part.
     ``noise_fn(i, like)`` supplies the noise for step i (None for deterministic samplers).
-    ``rounding``: "l2" (or True) nearest embedding, "logits" the head's argmax, "none" (or False).
+    ``rounding``: "l2" (or True) nearest embedding, "logits" the head's argmax, "soft" the
+    expected embedding under the head, "none" (or False).
     """
     rounding = {True: "l2", False: "none"}.get(rounding, rounding)
-    if rounding not in ("l2", "logits", "none"):
-        raise ValueError(f"unknown rounding {rounding!r}; choose l2, logits or none")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"unknown rounding {rounding!r}; choose from {', '.join(ROUNDINGS)}")
     keep = ~target_mask[..., None]
     z = torch.where(keep, source_emb, z_T)
     table = model.word_embedding.weight.to(z.dtype)
@@ -166,6 +189,8 @@ def sample_loop(
             z0, _ = round_to_embeddings(z0, table)
         elif rounding == "logits":
             z0, _ = round_to_embeddings(z0, table, model.lm_head_bias)
+        elif rounding == "soft":
+            z0 = expected_embedding(z0, table, model.lm_head_bias)
         a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype)
         a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype)
         noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None

@@ -9,7 +9,9 @@ import torch
 from diffuseq_cli import schedule
 from diffuseq_cli.config import DiffusionConfig
 from diffuseq_cli.diffusion import Diffusion, LossAwareSampler
-from diffuseq_cli.sampling import DDIMSampler, DDPMSampler, round_to_embeddings, sample_loop, step_schedule
+from diffuseq_cli.sampling import (
+    DDIMSampler, DDPMSampler, expected_embedding, round_to_embeddings, sample_loop, step_schedule,
+)
 
 
 @pytest.mark.parametrize("T", [50, 2000])
@@ -152,6 +154,9 @@ def test_rounding_returns_nearest_embedding_rows():
     rows, ids = round_to_embeddings(z, table, bias)
     assert torch.equal(ids, (z @ table.T + bias).argmax(-1))
     assert not torch.equal(ids, torch.cdist(z.reshape(-1, 8), table).argmin(-1).view(2, 300))
+    # soft rounding: Σ_w p(w | z) EMB(w), in the same blocks
+    soft = expected_embedding(z, table, bias)
+    assert torch.allclose(soft, torch.softmax(z @ table.T + bias, -1) @ table, atol=1e-5)
 
 
 def test_loss_aware_sampler_is_uniform_then_importance_weighted():

@@ -85,7 +85,7 @@ class _FixedPrediction(torch.nn.Module):
         return z @ self.word_embedding.weight.T + self.lm_head_bias
 
 
-@pytest.mark.parametrize("rounding,expected_row", [("l2", 0), (True, 0), ("logits", 1), ("none", None), (False, None)])
+@pytest.mark.parametrize("rounding,expected_row", [("l2", 0), (True, 0), ("logits", 1), ("soft", "soft"), ("none", None), (False, None)])
 def test_sampling_rounds_by_nearest_row_or_by_the_heads_argmax(rounding, expected_row):
     table = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     z0 = torch.tensor([[[0.9, 0.3]]])  # nearest to row 0; the bias makes row 1 the head's choice
@@ -94,7 +94,11 @@ def test_sampling_rounds_by_nearest_row_or_by_the_heads_argmax(rounding, expecte
     mask = torch.ones(1, 1, dtype=torch.bool)
     # Deterministic DDIM's last step lands exactly on the (rounded) estimate.
     out = sample_loop(model, diff, torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), mask, [3, 0], DDIMSampler(), rounding=rounding)
-    want = z0[0, 0] if expected_row is None else table[expected_row]
+    bias = model.lm_head_bias
+    if expected_row == "soft":  # the expected embedding under the head
+        want = torch.softmax(z0[0, 0] @ table.T + bias, -1) @ table
+    else:
+        want = z0[0, 0] if expected_row is None else table[expected_row]
     assert torch.allclose(out.sample[0, 0], want, atol=1e-6)
     with pytest.raises(ValueError):
         sample_loop(model, diff, torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), mask, [3, 0], DDIMSampler(), rounding="cosine")

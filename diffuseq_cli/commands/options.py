@@ -38,6 +38,7 @@ class Rounding(str, Enum):
 
     l2 = "l2"
     logits = "logits"
+    soft = "soft"
     none = "none"
 
 
