@@ -46,11 +46,17 @@ class SamplingOptions:
     seed: int = 0
     length: str = "auto"
     multiple: int = 8  # round sequence lengths up to this, so more lines share a batch
-    rounding: str | None = None  # l2 | logits | none; None: the model's own (config.json "diffusion")
+    rounding: str | None = None  # l2 | logits | soft | none; None: the model's own (config.json "diffusion")
+    # 1: start from pure noise (the paper). Below 1: start from the source copied into the target
+    # part, noised to timestep strength·(T-1), and denoise from there (SDEdit, Meng et al. 2022):
+    # outputs stay closer to the source as the strength falls.
+    strength: float = 1.0
 
     def __post_init__(self):
         if self.length not in LENGTHS:
             raise ValueError(f"length must be one of {', '.join(LENGTHS)}, got {self.length!r}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.rounding not in (None, *ROUNDINGS):
             raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         if self.multiple < 1:
@@ -142,12 +148,34 @@ def sample_batch(
     noise_fn = (lambda i, like: draw().to(like.device, like.dtype)) if sampler.needs_noise else None
     z_T = draw().to(device)
     ids, mask = ids.to(device), mask.to(device)
-    steps = step_schedule(opts.steps or diffusion.num_steps, diffusion.num_steps)
+    T = diffusion.num_steps
+    start = round(opts.strength * (T - 1))
+    steps = step_schedule(min(opts.steps or T, start + 1), T, start)
     with autocast(precision, device):
         src_emb = model.embed(ids)
+        if start < T - 1:
+            copied = source_copied_into_target(ids, mask, loaded.config.sequence.pad_id)
+            t0 = torch.full((R,), start, dtype=torch.long, device=device)
+            z_T = diffusion.q_sample(model.embed(copied), t0, z_T.to(src_emb.dtype), mask)
         rounding = opts.rounding or diffusion.config.rounding
         out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
+
+
+def source_copied_into_target(ids: torch.Tensor, target_mask: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """ids (B, L) with each row's target part replaced by its source part, aligned from the start.
+
+    ``[CLS] x [SEP] [SEP] | ...`` becomes ``[CLS] x [SEP] [SEP] | [CLS] x [SEP] [PAD]...``: the
+    target a copy of the source would have (cut where the target part ends).
+    """
+    B, L = ids.shape
+    idx = torch.arange(L, device=ids.device).expand(B, L)
+    n_src = (~target_mask).sum(dim=1, keepdim=True)  # source part: [CLS] x [SEP] [SEP]
+    j = idx - n_src  # position within the target part
+    take = target_mask & (j < n_src - 1)  # [CLS] x [SEP]: the source part without its last [SEP]
+    copied = torch.gather(ids, 1, j.clamp(0, L - 1))
+    out = torch.where(take, copied, torch.full_like(ids, pad_id))
+    return torch.where(target_mask, out, ids)
 
 
 def sample_jobs(

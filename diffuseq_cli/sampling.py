@@ -21,13 +21,17 @@ from .diffusion import Diffusion
 NoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
 
 
-def step_schedule(num_steps: int, T: int) -> list[int]:
-    """``num_steps`` timesteps out of 0..T-1, evenly spaced, descending, always ending at 0 and starting at T-1."""
-    if not 1 <= num_steps <= T:
-        raise ValueError(f"steps must be between 1 and the model's T = {T}, got {num_steps}")
+def step_schedule(num_steps: int, T: int, start: int | None = None) -> list[int]:
+    """``num_steps`` timesteps out of 0..start (default T-1), evenly spaced, descending, from ``start`` to 0."""
+    start = T - 1 if start is None else start
+    if not 0 <= start < T:
+        raise ValueError(f"the first step must be between 0 and T-1 = {T - 1}, got {start}")
+    if not 1 <= num_steps <= start + 1:
+        raise ValueError(f"steps must be between 1 and {start + 1}" + (f" (the model's T = {T})" if start == T - 1 else "")
+                         + f", got {num_steps}")
     if num_steps == 1:
-        return [T - 1]
-    frac = (T - 1) / (num_steps - 1)
+        return [start]
+    frac = start / (num_steps - 1)
     steps = sorted({round(i * frac) for i in range(num_steps)}, reverse=True)
     return steps
 

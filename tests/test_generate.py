@@ -223,3 +223,30 @@ def test_rounding_in_row_blocks_equals_one_distance_matrix(rows):
     whole = z[0] @ table.T
     blocks = [(s, min(s + 64, rows)) for s in range(0, rows, 64) if rows - s >= 64 or s == 0]
     assert all(torch.equal(z[0, a:b] @ table.T, whole[a:b]) for a, b in blocks)  # the BLAS fact it relies on
+
+
+# --- starting from the source (--strength) ------------------------------------------------------------
+def test_source_copied_into_target_aligns_the_copy_from_the_target_start():
+    from diffuseq_cli.generation import source_copied_into_target
+
+    CLS, SEP, PAD = 2, 3, 0
+    ids = torch.tensor([[CLS, 7, 8, SEP, SEP, PAD, PAD, PAD, PAD, PAD], [CLS, 9, SEP, SEP, PAD, PAD, PAD, PAD, PAD, PAD]])
+    mask = torch.tensor([[False] * 5 + [True] * 5, [False] * 4 + [True] * 6])
+    out = source_copied_into_target(ids, mask, PAD)
+    assert out.tolist() == [[CLS, 7, 8, SEP, SEP, CLS, 7, 8, SEP, PAD], [CLS, 9, SEP, SEP, CLS, 9, SEP, PAD, PAD, PAD]]
+    short = torch.tensor([[False] * 5 + [True] * 2])  # a target part shorter than the copy: cut
+    assert source_copied_into_target(ids[:1, :7], short, PAD).tolist() == [[CLS, 7, 8, SEP, SEP, CLS, 7]]
+
+
+def test_strength_one_is_the_paper_sampler_and_lower_strength_starts_later(tiny):
+    from diffuseq_cli.sampling import step_schedule
+
+    full = generate_texts(tiny, SOURCES[:6], 2, SamplingOptions(steps=5, seed=1))
+    assert generate_texts(tiny, SOURCES[:6], 2, SamplingOptions(steps=5, seed=1, strength=1.0)) == full
+    assert generate_texts(tiny, SOURCES[:6], 2, SamplingOptions(steps=5, seed=1, strength=0.4)) != full
+    assert step_schedule(5, 50, start=20) == [20, 15, 10, 5, 0]
+    assert step_schedule(3, 50) == [49, 24, 0]
+    with pytest.raises(ValueError):
+        step_schedule(22, 50, start=20)
+    with pytest.raises(ValueError):
+        SamplingOptions(strength=0.0)

@@ -79,7 +79,7 @@ def _check_input(input: str) -> None:
         raise UsageError(f"{p}: no such file")
 
 
-def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding,
+def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding, strength,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
     from ..generation import SamplingOptions
@@ -101,7 +101,8 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
     opts = GenerateOptions(
         num_samples=num_samples, batch_size=batch_size, mbr=mbr, mbr_metric=mbr_metric,
-        sampling=SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding),
+        sampling=SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding,
+                                 strength=strength),
         device=device, precision=precision,
     )
     skip, keep_bytes = 0, 0
