@@ -2,8 +2,9 @@
 
 A recipe is a set of defaults; explicit options override it. ``paper`` is the
 paper's recipe (section 4.1: AdamW at 1e-4 decaying linearly to 0, no warmup or
-clipping, EMA 0.9999, T = 2000, d = 128, 128 positions); ``fast`` is ours, tuned
-for small models on modest hardware (see docs/training.md for how it was chosen).
+clipping, EMA 0.9999, T = 2000, d = 128, 128 positions, the paper's loss and L2 rounding);
+``fast`` is ours, tuned for small models on modest hardware: warm-up and clipping, the token
+loss, segment positions, no dropout, head-argmax rounding (docs/training.md: how it was chosen).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ RECIPES: dict[str, dict] = {
     "fast": dict(
         lr=1e-3, warmup=500, grad_clip=1.0, ema=0.9999, ema_warmup=True, diffusion_steps=2000, schedule="sqrt",
         seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False, token_loss=1.0, dropout=0.0,
-        rounding="logits", positions="absolute",
+        rounding="logits", positions="segment",
     ),
 }
 

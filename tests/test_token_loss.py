@@ -108,7 +108,8 @@ def test_recipes_and_validation():
     assert RECIPES["paper"]["token_loss"] == 0 and RECIPES["paper"]["rounding"] == "l2"
     assert RECIPES["paper"]["dropout"] is None  # the preset's 0.1, as the paper
     fast = with_recipe("fast", data="x.jsonl")
-    assert fast.token_loss > 0 and fast.rounding == "logits" and fast.dropout == 0.0
+    assert fast.token_loss > 0 and fast.rounding == "logits" and fast.dropout == 0.0 and fast.positions == "segment"
+    assert RECIPES["paper"]["positions"] == "absolute"  # the official model's layout
     for bad in (dict(token_loss=-1.0), dict(dropout=1.0), dict(rounding="cosine")):
         with pytest.raises(UsageError):
             with_recipe("fast", data="x.jsonl", **bad)
