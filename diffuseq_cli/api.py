@@ -70,7 +70,7 @@ class DiffuSeq:
 
         ``steps``: a number of evenly spaced steps, an explicit descending list of timesteps, or None (all T).
         ``generator`` drives the noise of stochastic samplers (ddpm, or ddim with eta > 0).
-        ``rounding``: "l2", "logits" or "none" (True/False: l2/none); None: the model's own.
+        ``rounding``: "l2", "logits", "soft" or "none" (True/False: l2/none); None: the model's own.
         """
         T = self.diffusion.num_steps
         schedule = step_schedule(steps or T, T) if steps is None or isinstance(steps, int) else list(steps)
@@ -86,8 +86,13 @@ class DiffuSeq:
 
     def generate(
         self, sources: list[str], num_samples: int = 1, steps: int | None = None, seed: int = 0,
-        sampler: str = "ddim", batch_size: int = 64, length: str = "auto",
+        sampler: str = "ddim", batch_size: int = 64, length: str = "auto", rounding: str | None = None,
+        strength: float = 1.0,
     ) -> list[list[str]]:
-        """``num_samples`` candidates per source, in order; deterministic for a given seed."""
-        opts = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length)
+        """``num_samples`` candidates per source, in order; deterministic for a given seed.
+
+        ``rounding`` (l2, logits, soft, none; default the model's own) and ``strength`` (1: from
+        pure noise; below 1: from the noised source) are ``diffuseq generate``'s options.
+        """
+        opts = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength)
         return generate_texts(self.loaded, sources, num_samples, opts, batch_size=batch_size, device=self.device)

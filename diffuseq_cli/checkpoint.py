@@ -103,7 +103,7 @@ def write_model_folder(
     """Write the four files of a model folder into ``folder`` (which must exist; see ``atomic_dir``)."""
     folder = Path(folder)
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu() for k, v in state_dict.items()}
-    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "diffuseq_format": str(config.format_version)})
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "diffuseq_format": str(config.written_version())})
     (folder / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     tokenizer.save(folder / TOKENIZER)
     (folder / CARD).write_text(card)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest model-folder format this code reads (see ModelFolderConfig.written_version)
 SCHEDULES = ("sqrt", "linear", "cosine")
 ROUNDINGS = ("l2", "logits", "soft", "none")
 POSITIONS = ("absolute", "segment")
@@ -100,11 +100,17 @@ class ModelFolderConfig:
     model: ModelConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
-    format_version: int = FORMAT_VERSION
+    format_version: int = field(default=FORMAT_VERSION, compare=False)  # as read; written: written_version()
     source: str = ""  # where the weights came from (training run, official checkpoint)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "format_version": self.written_version()}
+
+    def written_version(self) -> int:
+        """1 when a diffuseq of format 1 can use the folder as it is; 2 when it needs segment
+        positions or a rounding other than L2 (an older reader then refuses it instead of
+        silently sampling another way)."""
+        return 1 if self.model.positions == "absolute" and self.diffusion.rounding == "l2" else 2
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelFolderConfig":

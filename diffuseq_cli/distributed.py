@@ -100,7 +100,8 @@ def _die_with_parent(parent: int) -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if ctypes.CDLL(None, use_errno=True).prctl(1, ctypes.c_ulong(signal.SIGTERM)) != 0:  # 1 = PR_SET_PDEATHSIG
+            return
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # the parent died before the signal was armed

@@ -149,8 +149,8 @@ def sample_batch(
     z_T = draw().to(device)
     ids, mask = ids.to(device), mask.to(device)
     T = diffusion.num_steps
-    start = round(opts.strength * (T - 1))
-    steps = step_schedule(min(opts.steps or T, start + 1), T, start)
+    steps = visited_steps(opts, T)
+    start = steps[0]
     with autocast(precision, device):
         src_emb = model.embed(ids)
         if start < T - 1:
@@ -160,6 +160,12 @@ def sample_batch(
         rounding = opts.rounding or diffusion.config.rounding
         out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
+
+
+def visited_steps(opts: SamplingOptions, T: int) -> list[int]:
+    """The timesteps a sample visits: ``opts.steps`` (default all) from strength·(T-1) down to 0, at most all of them."""
+    start = round(opts.strength * (T - 1))
+    return step_schedule(min(opts.steps or T, start + 1), T, start)
 
 
 def source_copied_into_target(ids: torch.Tensor, target_mask: torch.Tensor, pad_id: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +47,10 @@ class TrainConfig:
     schedule: str = "sqrt"
     embed_dim: int | None = None  # d; None: the preset's
     self_condition: bool = False
-    positions: str = "absolute"  # absolute (the official model) | segment (numbered per source/target part)
-    token_loss: float = 0.0  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
-    dropout: float | None = None  # None: the preset's
-    rounding: str = "l2"  # how the trained model's reverse process rounds (stored in its config.json)
+    positions: str = "segment"  # absolute (the official model) | segment (numbered per source/target part)
+    token_loss: float = 1.0  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
+    dropout: float | None = 0.0  # None: the preset's
+    rounding: str = "logits"  # how the trained model's reverse process rounds (stored in its config.json)
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch
@@ -93,8 +94,8 @@ class TrainConfig:
             raise UsageError("--microbatch must be positive")
         if self.seq_len < 8:
             raise UsageError("--seq-len must be at least 8 (5 positions go to the special tokens)")
-        if self.token_loss < 0:
-            raise UsageError("--token-loss must be 0 or more")
+        if not (math.isfinite(self.token_loss) and self.token_loss >= 0):
+            raise UsageError(f"--token-loss must be a finite number, 0 or more (got {self.token_loss})")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UsageError("--dropout must be in [0, 1)")
         if self.positions not in POSITIONS:
@@ -117,8 +118,14 @@ class TrainConfig:
     def from_json(cls, text: str) -> "TrainConfig":
         data = json.loads(text)
         data["gpus"] = tuple(data.get("gpus", ()))
+        for name, value in _BEFORE_LEVERS.items():  # runs saved before these settings existed
+            data.setdefault(name, value)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# What runs saved before the token loss, segment positions, dropout and rounding options trained with.
+_BEFORE_LEVERS = {"positions": "absolute", "token_loss": 0.0, "dropout": None, "rounding": "l2"}
 
 
 def with_recipe(recipe: str, **explicit) -> TrainConfig:

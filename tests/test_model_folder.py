@@ -60,6 +60,18 @@ def test_official_checkpoint_round_trips_through_convert(tmp_path):
     assert torch.equal(folder.model.word_embedding.weight, official["lm_head.weight"])
     assert torch.equal(folder.model.lm_head_bias, official["lm_head.bias"])
     assert folder.config.diffusion.steps == 50 and folder.config.sequence.seq_len == 32
+    # the official model's layout and sampling, in a folder any diffuseq (format 1 on) reads
+    assert folder.config.model.positions == "absolute" and folder.config.diffusion.rounding == "l2"
+    assert json.loads((out / "config.json").read_text())["format_version"] == 1
+
+
+def test_a_folder_of_a_newer_format_is_refused(tmp_path, tokenizer):
+    cfg = ModelFolderConfig(model=preset("tiny", tokenizer.vocab_size, max_positions=32))
+    save_model_folder(tmp_path / "m", cfg, DiffuSeqTransformer(cfg.model), tokenizer, "# card\n")
+    data = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**data, "format_version": 3}))
+    with pytest.raises(DiffuseqError, match="newer"):
+        load_model_folder(tmp_path / "m")
 
 
 def test_loading_rejects_a_corrupt_weights_file(tmp_path, tokenizer):

@@ -127,6 +127,9 @@ def test_trained_folder_keeps_rounding_and_dropout_and_generate_can_override(tmp
     result = train(cfg)
     loaded = load_model_folder(result.last_checkpoint)
     assert loaded.config.diffusion.rounding == "logits" and loaded.config.model.dropout == 0.2
+    assert loaded.config.model.positions == "segment" and loaded.model.segment_embedding is not None
+    # a folder an older (format 1) reader would sample differently is marked as format 2
+    assert json.loads((result.last_checkpoint / "config.json").read_text())["format_version"] == 2
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["token_loss"] == cfg.token_loss and saved["rounding"] == "logits"
     folder = str(result.last_checkpoint)
@@ -142,6 +145,7 @@ def test_trained_folder_keeps_rounding_and_dropout_and_generate_can_override(tmp
         outs[rounding] = capsys.readouterr().out
         assert len(outs[rounding].splitlines()) == 4
     assert outs[None] == outs["logits"]  # the model's own rounding is the default
+    assert outs["l2"] != outs["logits"]  # and --rounding reaches the sampler
     with pytest.raises(SystemExit) as exc:
         main(["generate", "-m", folder, "-i", str(src), "--rounding", "cosine"])
     assert exc.value.code == 2

@@ -138,6 +138,13 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_text()
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -165,7 +172,7 @@ def test_killing_the_launcher_ends_its_workers(tmp_path, tokenizer_file):
         while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():
             time.sleep(0.5)
         workers = [p for p in _children(launcher.pid) if _alive(p)]
-        workers = [w for w in workers if "spawn_main" in (Path("/proc") / str(w) / "cmdline").read_text()]
+        workers = [w for w in workers if "spawn_main" in _cmdline(w)]
         assert len(workers) == 2, "the two workers did not start"
         launcher.send_signal(signal.SIGTERM)  # not the process group: only the launcher, as `pkill -f "diffuseq train"`
         launcher.wait()

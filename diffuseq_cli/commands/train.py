@@ -74,7 +74,7 @@ def train(
     positions: Annotated[Optional[str], _opt("--positions", help="absolute (one index over source and target, as the official model) or segment (the target restarts at 0) (default: the recipe's).")] = None,
     token_loss: Annotated[Optional[float], _opt("--token-loss", help="Weight of the head's cross-entropy on the prediction, 0: the paper's loss (default: the recipe's).")] = None,
     dropout: Annotated[Optional[float], _opt("--dropout", help="Dropout rate (default: the recipe's, else the preset's).")] = None,
-    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, none (default: the recipe's).")] = None,
+    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, soft, none (default: the recipe's).")] = None,
     ema: Annotated[Optional[float], _opt("--ema", help="EMA rate (default: 0.9999).")] = None,
     precision: PrecisionOpt = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Random seed: the same seed gives the same run (default: 0).")] = None,
