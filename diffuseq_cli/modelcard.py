@@ -15,9 +15,9 @@ tags: [diffuseq, text-diffusion, seq2seq]
 
 - Data: `{Path(cfg.data).name}` (check the data's own terms before sharing these weights)
 - Recipe: `{cfg.recipe}`, preset `{cfg.preset}`, {parameters:,} parameters
-- Model: {m.num_layers} layers, {m.num_heads} heads, hidden {m.hidden_size}, d = {m.embed_dim}, vocabulary {m.vocab_size}
-- Diffusion: T = {dcfg.steps}, `{dcfg.schedule}` schedule; sequence length {s.seq_len}
-- Training: step {step} of {cfg.steps}, global batch {cfg.batch_size}, lr {cfg.lr}, warmup {cfg.warmup}, EMA {cfg.ema}
+- Model: {m.num_layers} layers, {m.num_heads} heads, hidden {m.hidden_size}, d = {m.embed_dim}, vocabulary {m.vocab_size}, `{m.positions}` positions, dropout {m.dropout}
+- Diffusion: T = {dcfg.steps}, `{dcfg.schedule}` schedule, `{dcfg.rounding}` rounding; sequence length {s.seq_len}
+- Training: step {step} of {cfg.steps}, global batch {cfg.batch_size}, lr {cfg.lr}, warmup {cfg.warmup}, EMA {cfg.ema}, token loss {cfg.token_loss}
 
 Use it with `diffuseq generate --model PATH_TO_THIS_FOLDER`.
 """
