@@ -123,10 +123,13 @@ class LossAwareSampler:
     """Importance sampling of timesteps, p_t ∝ sqrt(E[L_t²]) (paper eq. 4; Nichol & Dhariwal 2021).
 
     Uniform until every t has ``history`` recorded losses; a small uniform share stays mixed in.
+    With ``adaptive=False`` it stays uniform (``--timesteps uniform``): with the token loss the
+    noisiest steps dominate sqrt(E[L²]) and would take most of the samples.
     Its state is part of a training checkpoint so that a resumed run draws the same timesteps.
     """
 
-    def __init__(self, num_steps: int, history: int = 10, uniform_prob: float = 0.001):
+    def __init__(self, num_steps: int, history: int = 10, uniform_prob: float = 0.001, adaptive: bool = True):
+        self.adaptive = adaptive
         self.num_steps = num_steps
         self.history = history
         self.uniform_prob = uniform_prob
@@ -134,7 +137,7 @@ class LossAwareSampler:
         self.counts = np.zeros(num_steps, dtype=np.int64)
 
     def weights(self) -> np.ndarray:
-        if not (self.counts == self.history).all():
+        if not self.adaptive or not (self.counts == self.history).all():
             return np.ones(self.num_steps, dtype=np.float64)
         w = np.sqrt(np.mean(self.losses**2, axis=-1))
         w = w / w.sum()

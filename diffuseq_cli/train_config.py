@@ -45,6 +45,7 @@ class TrainConfig:
     seq_len: int = 64
     diffusion_steps: int = 2000
     schedule: str = "sqrt"
+    timesteps: str = "loss-aware"  # how training draws t: loss-aware (the paper, eq. 4) | uniform
     embed_dim: int | None = None  # d; None: the preset's
     self_condition: bool = False
     positions: str = "segment"  # absolute (the official model) | segment (numbered per source/target part)
@@ -98,6 +99,8 @@ class TrainConfig:
             raise UsageError(f"--token-loss must be a finite number, 0 or more (got {self.token_loss})")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UsageError("--dropout must be in [0, 1)")
+        if self.timesteps not in ("loss-aware", "uniform"):
+            raise UsageError(f"--timesteps must be loss-aware or uniform, not {self.timesteps!r}")
         if self.positions not in POSITIONS:
             raise UsageError(f"--positions must be one of {', '.join(POSITIONS)}, not {self.positions!r}")
         if self.rounding not in ROUNDINGS:
@@ -125,7 +128,7 @@ class TrainConfig:
 
 
 # What runs saved before the token loss, segment positions, dropout and rounding options trained with.
-_BEFORE_LEVERS = {"positions": "absolute", "token_loss": 0.0, "dropout": None, "rounding": "l2"}
+_BEFORE_LEVERS = {"timesteps": "loss-aware", "positions": "absolute", "token_loss": 0.0, "dropout": None, "rounding": "l2"}
 
 
 def with_recipe(recipe: str, **explicit) -> TrainConfig:

@@ -113,7 +113,7 @@ class Trainer:
         torch.manual_seed(noise_seed(cfg.seed, 0, placement.rank, stream=1))
         self.ema = [p.detach().clone() for p in self.model.parameters()]
         self.diffusion = Diffusion(self.folder_config.diffusion)
-        self.sampler = LossAwareSampler(cfg.diffusion_steps)
+        self.sampler = LossAwareSampler(cfg.diffusion_steps, adaptive=cfg.timesteps == "loss-aware")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # timesteps, shared by all ranks

@@ -171,3 +171,11 @@ def test_loss_aware_sampler_is_uniform_then_importance_weighted():
     restored = LossAwareSampler(4, history=2, uniform_prob=0.0)
     restored.load_state_dict(s.state_dict())
     assert np.array_equal(restored.weights(), w)
+
+
+def test_non_adaptive_sampler_stays_uniform():
+    s = LossAwareSampler(4, history=2, uniform_prob=0.0, adaptive=False)
+    s.update([0, 1, 2, 3, 0, 1, 2, 3], [1, 1, 1, 9, 1, 1, 1, 9])
+    assert np.allclose(s.weights(), 1.0)
+    t, weight = s.sample(100, torch.Generator().manual_seed(0))
+    assert torch.allclose(weight, torch.ones(100))
