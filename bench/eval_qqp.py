@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from diffuseq_cli.config import ROUNDINGS
+
 QQP_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "QQP" / "valid.jsonl"
 
 
@@ -33,7 +35,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(QQP_VALID))
     ap.add_argument("--strength", type=float, default=1.0, help="generate --strength (1: from pure noise)")
     ap.add_argument("--jobs", type=int, default=1, help="generate processes at once, one thread each")
-    ap.add_argument("--rounding", choices=["l2", "logits", "soft", "none"], help="default: the model's own")
+    ap.add_argument("--rounding", choices=ROUNDINGS, help="default: the model's own")
     args = ap.parse_args()
 
     pairs = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()][: args.lines]

@@ -18,6 +18,8 @@ from pathlib import Path
 from .config import POSITIONS, PRESETS, ROUNDINGS
 from .errors import UsageError
 
+TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
+
 RECIPES: dict[str, dict] = {
     "paper": dict(
         lr=1e-4, warmup=0, grad_clip=0.0, ema=0.9999, ema_warmup=False, diffusion_steps=2000, schedule="sqrt",
@@ -99,7 +101,7 @@ class TrainConfig:
             raise UsageError(f"--token-loss must be a finite number, 0 or more (got {self.token_loss})")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UsageError("--dropout must be in [0, 1)")
-        if self.timesteps not in ("loss-aware", "uniform"):
+        if self.timesteps not in TIMESTEP_SAMPLERS:
             raise UsageError(f"--timesteps must be loss-aware or uniform, not {self.timesteps!r}")
         if self.positions not in POSITIONS:
             raise UsageError(f"--positions must be one of {', '.join(POSITIONS)}, not {self.positions!r}")

@@ -5,6 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..config import ROUNDINGS
+
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[
@@ -33,13 +35,8 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
-class Rounding(str, Enum):
-    """How each z_0 estimate is rounded to a word during sampling (config.ROUNDINGS)."""
-
-    l2 = "l2"
-    logits = "logits"
-    soft = "soft"
-    none = "none"
+# How each z_0 estimate is rounded to a word during sampling: the choices are config.ROUNDINGS.
+Rounding = Enum("Rounding", {name: name for name in ROUNDINGS}, type=str)
 
 
 class Precision(str, Enum):
