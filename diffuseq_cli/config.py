@@ -37,6 +37,10 @@ class ModelConfig:
     # positions restart at the target's first token, plus a learned source/target embedding, so
     # that target word j and source word j share a position (copying and alignment are one hop).
     positions: str = "absolute"
+    # A learned vector that training puts in place of some noised target tokens (DiffuSeq-v2's
+    # soft absorbing state; ``diffuseq train --absorbing``). Sampling starts from Gaussian noise
+    # as before; the vector is kept so that a model can be trained further.
+    absorbing_state: bool = False
 
     def __post_init__(self):
         if self.vocab_size < 2:
@@ -65,6 +69,9 @@ class DiffusionConfig:
     # paper's), "logits" (the head's argmax), "soft" (the expected embedding under the head; both
     # for models trained with a token loss), or "none".
     rounding: str = "l2"
+    # Share of target tokens training put in the absorbing state at t = T (``train --absorbing``;
+    # 0: none). ``generate --remask`` puts the same share back at each step.
+    absorbing: float = 0.0
 
     def __post_init__(self):
         if self.steps < 1:
@@ -73,6 +80,8 @@ class DiffusionConfig:
             raise ValueError(f"unknown noise schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"unknown rounding {self.rounding!r}; choose from {', '.join(ROUNDINGS)}")
+        if not 0.0 <= self.absorbing <= 1.0:
+            raise ValueError(f"absorbing share must be in [0, 1], got {self.absorbing}")
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,10 @@ class ModelFolderConfig:
 
     def written_version(self) -> int:
         """1 when a diffuseq of format 1 can use the folder as it is; 2 when it needs segment
-        positions or a rounding other than L2 (an older reader then refuses it instead of
-        silently sampling another way)."""
-        return 1 if self.model.positions == "absolute" and self.diffusion.rounding == "l2" else 2
+        positions, a rounding other than L2 or holds an absorbing state (an older reader then
+        refuses it instead of silently sampling another way or failing on unknown weights)."""
+        plain = self.model.positions == "absolute" and self.diffusion.rounding == "l2" and not self.model.absorbing_state
+        return 1 if plain else 2
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelFolderConfig":

@@ -73,6 +73,7 @@ class Diffusion:
         noise: torch.Tensor,
         self_cond_mask: torch.Tensor | None = None,
         token_weight: float = 0.0,
+        absorb: torch.Tensor | None = None,
     ) -> Losses:
         """The DiffuSeq objective (eq. 3) per sequence.
 
@@ -87,10 +88,17 @@ class Diffusion:
         the head's cross-entropy on the prediction itself. Not in the paper's objective; a
         token-level signal that makes small models on small budgets learn far faster
         (docs/training.md).
+        ``absorb`` (B, L) bool (see ``absorbing_positions``): these tokens enter the forward
+        process as the model's learned absorbing state instead of their embedding (DiffuSeq-v2's
+        discrete noise); every term still asks for the true words.
         """
         emb = model.embed(ids)  # (B, L, d)
         z0 = emb + self.embed_noise_std() * eps0.to(emb.dtype)
-        zt = self.q_sample(z0, t, noise.to(emb.dtype), target_mask)
+        z_in = z0
+        if absorb is not None:
+            state = model.absorbing_state.to(emb.dtype) + self.embed_noise_std() * eps0.to(emb.dtype)
+            z_in = torch.where((absorb & target_mask)[..., None], state, z0)
+        zt = self.q_sample(z_in, t, noise.to(emb.dtype), target_mask)
         mt = self.model_time(t)
         self_cond = None
         if model.config.self_condition:
@@ -117,6 +125,17 @@ class Diffusion:
             token = (ce.view(ids.shape) * tm).sum(dim=1) / tm.sum(dim=1).clamp_min(1.0)
             loss = loss + token_weight * token
         return Losses(loss=loss, mse=mse, rounding=rounding, prior=prior, token=token)
+
+
+def absorbing_positions(u: torch.Tensor, t: torch.Tensor, num_steps: int, share: float, target_mask: torch.Tensor) -> torch.Tensor:
+    """Target tokens that take the absorbing state: each with probability share · (t+1)/T.
+
+    u: (B, L) uniform draws in [0, 1) (the caller's, for reproducibility); t: (B,) long.
+    The share grows with the noise level as in absorbing discrete diffusion, so that at low
+    noise the model mostly denoises and at high noise it mostly fills in, as a masked LM does.
+    """
+    p = share * (t.to(u.dtype) + 1) / num_steps  # (B,)
+    return (u < p[:, None]) & target_mask
 
 
 class LossAwareSampler:

@@ -51,6 +51,9 @@ class SamplingOptions:
     # part, noised to timestep strength·(T-1), and denoise from there (SDEdit, Meng et al. 2022):
     # outputs stay closer to the source as the strength falls.
     strength: float = 1.0
+    # Put the least confident words back in the absorbing state at each step, in the share the
+    # model was trained with (mask-predict; models trained with ``--absorbing`` only).
+    remask: bool = False
 
     def __post_init__(self):
         if self.length not in LENGTHS:
@@ -158,8 +161,16 @@ def sample_batch(
             t0 = torch.full((R,), start, dtype=torch.long, device=device)
             z_T = diffusion.q_sample(model.embed(copied), t0, z_T.to(src_emb.dtype), mask)
         rounding = opts.rounding or diffusion.config.rounding
-        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding)
+        remask = remask_share(loaded.config) if opts.remask else 0.0
+        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding, remask)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
+
+
+def remask_share(config) -> float:
+    """The absorbing share ``--remask`` uses: the model's training share; an error for other models."""
+    if not (config.model.absorbing_state and config.diffusion.absorbing > 0):
+        raise ValueError("--remask needs a model trained with --absorbing (this one has no absorbing state)")
+    return config.diffusion.absorbing
 
 
 def visited_steps(opts: SamplingOptions, T: int) -> list[int]:

@@ -91,6 +91,8 @@ class DiffuSeqTransformer(nn.Module):
         self.position_embedding = nn.Embedding(cfg.max_positions, H)
         if cfg.positions == "segment":
             self.segment_embedding = nn.Embedding(2, H)  # 0: source part, 1: target part
+        if cfg.absorbing_state:
+            self.absorbing_state = nn.Parameter(torch.zeros(d))  # set to unit scale below, like a word
         self.ln_in = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
@@ -99,6 +101,8 @@ class DiffuSeqTransformer(nn.Module):
         # Word embeddings start at unit scale, as in the official code: with the 0.02 of the
         # transformer layers the signal would vanish under the diffusion noise at almost every t.
         nn.init.normal_(self.word_embedding.weight, std=1.0)
+        if cfg.absorbing_state:
+            nn.init.normal_(self.absorbing_state, std=1.0)
 
     @staticmethod
     def _init(module: nn.Module) -> None:

@@ -17,7 +17,7 @@ tags: [diffuseq, text-diffusion, seq2seq]
 - Recipe: `{cfg.recipe}`, preset `{cfg.preset}`, {parameters:,} parameters
 - Model: {m.num_layers} layers, {m.num_heads} heads, hidden {m.hidden_size}, d = {m.embed_dim}, vocabulary {m.vocab_size}, `{m.positions}` positions, dropout {m.dropout}
 - Diffusion: T = {dcfg.steps}, `{dcfg.schedule}` schedule, `{dcfg.rounding}` rounding; sequence length {s.seq_len}
-- Training: step {step} of {cfg.steps}, global batch {cfg.batch_size}, lr {cfg.lr}, warmup {cfg.warmup}, EMA {cfg.ema}, token loss {cfg.token_loss}
+- Training: step {step} of {cfg.steps}, global batch {cfg.batch_size}, lr {cfg.lr}, warmup {cfg.warmup}, EMA {cfg.ema}, token loss {cfg.token_loss}, absorbing {cfg.absorbing}
 
 Use it with `diffuseq generate --model PATH_TO_THIS_FOLDER`.
 """

@@ -150,6 +150,25 @@ def expected_embedding(z: torch.Tensor, table: torch.Tensor, head_bias: torch.Te
     return out.view_as(z)
 
 
+def head_confidence(z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor) -> torch.Tensor:
+    """max_w p(w | z) under the tied head, (B, L, d) -> (B, L), in the same row blocks as rounding."""
+    flat = z.reshape(-1, z.shape[-1])
+    out = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
+    for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
+        logits = (flat[start:stop] @ table.T + head_bias.to(flat.dtype)).float()
+        out[start:stop] = torch.softmax(logits, dim=-1).amax(dim=-1)
+    return out.view(z.shape[:-1])
+
+
+def least_confident(confidence: torch.Tensor, target_mask: torch.Tensor, share: float) -> torch.Tensor:
+    """(B, L) bool: in each row the round(share · targets) target positions of lowest confidence."""
+    count = (target_mask.sum(dim=1).float() * share).round().long()  # (B,)
+    order = torch.where(target_mask, confidence, torch.inf).argsort(dim=1, stable=True)  # least confident first
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return (rank < count[:, None]) & target_mask
+
+
 @dataclass
 class SampleOutput:
     sample: torch.Tensor  # final z_0 (B, L, d)
@@ -167,6 +186,7 @@ def sample_loop(
     sampler,
     noise_fn: NoiseFn | None = None,
     rounding: bool | str = True,
+    remask: float = 0.0,
 ) -> SampleOutput:
     """Run the reverse process over ``steps`` (descending timesteps) from z_T.
 
@@ -174,6 +194,10 @@ def sample_loop(
     ``noise_fn(i, like)`` supplies the noise for step i (None for deterministic samplers).
     ``rounding``: "l2" (or True) nearest embedding, "logits" the head's argmax, "soft" the
     expected embedding under the head, "none" (or False).
+    ``remask`` > 0 (models trained with an absorbing state; mask-predict, Ghazvininejad et al.
+    2019): before each step to t_prev, the round(remask · (t_prev+1)/T · targets) least confident
+    words of the estimate are put back in the absorbing state, the share training absorbed at
+    t_prev, so the next step sees what training showed it and re-decides the doubtful words.
     """
     rounding = {True: "l2", False: "none"}.get(rounding, rounding)
     if rounding not in ROUNDINGS:
@@ -189,6 +213,10 @@ def sample_loop(
         z0 = model(z, diffusion.model_time(tt), self_cond, target_mask=target_mask)
         if model.config.self_condition:
             self_cond = z0
+        doubtful = None
+        if remask > 0 and t_prev >= 0:
+            confidence = head_confidence(z0, table, model.lm_head_bias)
+            doubtful = least_confident(confidence, target_mask, remask * (t_prev + 1) / diffusion.num_steps)
         if rounding == "l2":
             z0, _ = round_to_embeddings(z0, table)
         elif rounding == "logits":
@@ -199,6 +227,9 @@ def sample_loop(
         a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype)
         noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None
         z = sampler.step(z0, z, a_t.to(z.device), a_prev.to(z.device), noise)
+        if doubtful is not None:  # the same ε, with the absorbing state as those words' z_0
+            state = model.absorbing_state.to(z.dtype)
+            z = z + torch.where(doubtful[..., None], a_prev.to(z.device).sqrt() * (state - z0), torch.zeros_like(z))
         z = torch.where(keep, source_emb, z)  # anchoring: the source part is EMB(x) again
     tokens = model.logits(z).argmax(dim=-1)
     return SampleOutput(sample=z, tokens=tokens)

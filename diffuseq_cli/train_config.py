@@ -24,12 +24,12 @@ RECIPES: dict[str, dict] = {
     "paper": dict(
         lr=1e-4, warmup=0, grad_clip=0.0, ema=0.9999, ema_warmup=False, diffusion_steps=2000, schedule="sqrt",
         seq_len=128, weight_decay=0.0, embed_dim=128, self_condition=False, token_loss=0.0, dropout=None,
-        rounding="l2", positions="absolute",
+        rounding="l2", positions="absolute", absorbing=0.0,
     ),
     "fast": dict(
         lr=1e-3, warmup=500, grad_clip=1.0, ema=0.9999, ema_warmup=True, diffusion_steps=2000, schedule="sqrt",
         seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False, token_loss=1.0, dropout=0.0,
-        rounding="logits", positions="segment",
+        rounding="logits", positions="segment", absorbing=0.0,
     ),
 }
 
@@ -54,6 +54,7 @@ class TrainConfig:
     token_loss: float = 1.0  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
     dropout: float | None = 0.0  # None: the preset's
     rounding: str = "logits"  # how the trained model's reverse process rounds (stored in its config.json)
+    absorbing: float = 0.0  # share of target tokens put in the learned absorbing state at t = T (0: off)
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch
@@ -99,6 +100,8 @@ class TrainConfig:
             raise UsageError("--seq-len must be at least 8 (5 positions go to the special tokens)")
         if not (math.isfinite(self.token_loss) and self.token_loss >= 0):
             raise UsageError(f"--token-loss must be a finite number, 0 or more (got {self.token_loss})")
+        if not 0.0 <= self.absorbing <= 1.0:  # also rejects NaN
+            raise UsageError(f"--absorbing must be in [0, 1] (got {self.absorbing})")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UsageError("--dropout must be in [0, 1)")
         if self.timesteps not in TIMESTEP_SAMPLERS:
@@ -130,7 +133,8 @@ class TrainConfig:
 
 
 # What runs saved before the token loss, segment positions, dropout and rounding options trained with.
-_BEFORE_LEVERS = {"timesteps": "loss-aware", "positions": "absolute", "token_loss": 0.0, "dropout": None, "rounding": "l2"}
+_BEFORE_LEVERS = {"timesteps": "loss-aware", "positions": "absolute", "token_loss": 0.0, "dropout": None, "rounding": "l2",
+                  "absorbing": 0.0}
 
 
 def with_recipe(recipe: str, **explicit) -> TrainConfig:
@@ -203,10 +207,11 @@ def read_config_file(path: str | Path) -> tuple[dict, dict]:
     train = data.pop("train", {})
     if not isinstance(train, dict):
         raise UsageError(f"{path}: \"train\" must be a JSON object of training settings")
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size", "absorbing_state"}
     bad = sorted(set(data) - model_fields)
     if bad:
         hint = " (set the vocabulary with --vocab-size)" if "vocab_size" in bad else ""
+        hint += " (the absorbing state follows --absorbing)" if "absorbing_state" in bad else ""
         raise UsageError(f"{path}: unknown model field(s) {', '.join(bad)}{hint}; known: {', '.join(sorted(model_fields))}")
     bad = sorted(set(train) - (_FIELDS - {"model_overrides"}))
     if bad:

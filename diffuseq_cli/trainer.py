@@ -25,7 +25,7 @@ from . import distributed
 from .checkpoint import LoadedModel
 from .config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
-from .diffusion import Diffusion, LossAwareSampler
+from .diffusion import Diffusion, LossAwareSampler, absorbing_positions
 from .errors import DiffuseqError, UsageError
 from .model import DiffuSeqTransformer
 from .modelcard import training_card
@@ -61,12 +61,13 @@ class TrainResult:
 
 
 def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The preset's sizes, with ``--config`` fields, then ``--embed-dim``, ``--self-condition``, ``--positions``, ``--dropout``."""
+    """The preset's sizes, with ``--config`` fields, then ``--embed-dim``, ``--self-condition``, ``--positions``, ``--dropout``, ``--absorbing``."""
     overrides = {k: v for k, v in cfg.model_overrides.items() if k not in ("train", "vocab_size")}
     if cfg.embed_dim:
         overrides.setdefault("embed_dim", cfg.embed_dim)
     overrides.setdefault("self_condition", cfg.self_condition)
     overrides.setdefault("positions", cfg.positions)
+    overrides["absorbing_state"] = cfg.absorbing > 0  # the vector exists exactly when training uses it
     if cfg.dropout is not None:
         overrides.setdefault("dropout", cfg.dropout)
     max_positions = overrides.pop("max_positions", max(cfg.seq_len, 8))
@@ -100,7 +101,7 @@ class Trainer:
         p99, ratio = length_stats(self.data)
         self.folder_config = ModelFolderConfig(
             model=build_model_config(cfg, tokenizer.vocab_size),
-            diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule, rounding=cfg.rounding),
+            diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule, rounding=cfg.rounding, absorbing=cfg.absorbing),
             sequence=SequenceConfig(
                 seq_len=cfg.seq_len, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
                 target_len_p99=p99, target_ratio_p99=round(ratio, 4),
@@ -241,12 +242,16 @@ class Trainer:
         # Global draws, identical on every rank; each rank keeps its contiguous slice.
         t, weights = self.sampler.sample(B, self.gen)
         sc_mask = torch.rand(B, generator=self.gen) < 0.5
+        absorb_u = torch.rand(B, L, generator=self.gen) if cfg.absorbing > 0 else None  # drawn only when used
         per = B // pl.world_size
         lo, hi = pl.rank * per, (pl.rank + 1) * per
         ids = torch.from_numpy(ids_np[lo:hi]).to(dev)
         mask = torch.from_numpy(mask_np[lo:hi]).to(dev)
         t_loc, w_loc, sc_loc = t[lo:hi].to(dev), weights[lo:hi].to(dev), sc_mask[lo:hi].to(dev)
         eps0, noise = self.batch_noise(lo, hi, L)
+        absorb = None
+        if absorb_u is not None:
+            absorb = absorbing_positions(absorb_u[lo:hi].to(dev), t_loc, self.diffusion.num_steps, cfg.absorbing, mask)
         micro = min(cfg.microbatch or per, per)
         module = self.ddp or self.model
         lr = self.opt.param_groups[0]["lr"]
@@ -261,7 +266,7 @@ class Trainer:
                 with autocast(self.precision, dev):
                     losses = self.diffusion.training_losses(
                         _Forward(module, self.model), ids[sl], mask[sl], t_loc[sl], eps0[sl], noise[sl], sc_loc[sl],
-                        token_weight=cfg.token_loss,
+                        token_weight=cfg.token_loss, absorb=None if absorb is None else absorb[sl],
                     )
                 # Sum over the microbatch / the local batch: accumulated, this is the local mean,
                 # and DDP's average over ranks makes it the mean over the global batch.
@@ -429,3 +434,7 @@ class _Forward:
 
     def logits(self, z):
         return self._module.logits(z)
+
+    @property
+    def absorbing_state(self):
+        return self._module.absorbing_state

@@ -79,10 +79,10 @@ def _check_input(input: str) -> None:
         raise UsageError(f"{p}: no such file")
 
 
-def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding, strength,
+def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding, strength, remask,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
-    from ..generation import SamplingOptions, visited_steps
+    from ..generation import SamplingOptions, remask_share, visited_steps
 
     _check_input(input)
     from ..precision import resolve_device
@@ -97,7 +97,12 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         steps = min(DEFAULT_DDIM_STEPS, T) if sampler == "ddim" else T
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be between 1 and the model's T = {T}")
-    sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength)
+    sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask)
+    if remask:
+        try:
+            remask_share(loaded.config)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     steps = len(visited_steps(sampling, T))  # fewer than asked when --strength starts below T-1
     if sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)

@@ -75,6 +75,7 @@ def train(
     positions: Annotated[Optional[str], _opt("--positions", help="absolute (one index over source and target, as the official model) or segment (the target restarts at 0) (default: the recipe's).")] = None,
     token_loss: Annotated[Optional[float], _opt("--token-loss", help="Weight of the head's cross-entropy on the prediction, 0: the paper's loss (default: the recipe's).")] = None,
     dropout: Annotated[Optional[float], _opt("--dropout", help="Dropout rate (default: the recipe's, else the preset's).")] = None,
+    absorbing: Annotated[Optional[float], _opt("--absorbing", help="Share of target tokens that training puts in a learned absorbing state at the highest noise, growing linearly with t (DiffuSeq-v2's discrete noise); 0: off (default: the recipe's).")] = None,
     rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, soft, none (default: the recipe's).")] = None,
     ema: Annotated[Optional[float], _opt("--ema", help="EMA rate (default: 0.9999).")] = None,
     precision: PrecisionOpt = None,
@@ -101,7 +102,7 @@ def train(
         seq_len=seq_len, steps=steps, batch_size=batch_size, microbatch=microbatch, lr=lr, warmup=warmup,
         weight_decay=weight_decay, grad_clip=grad_clip, diffusion_steps=diffusion_steps, schedule=schedule,
         embed_dim=embed_dim, self_condition=self_condition, timesteps=timesteps, positions=positions, token_loss=token_loss, dropout=dropout,
-        rounding=rounding.value if rounding else None, ema=ema, precision=precision, seed=seed,
+        absorbing=absorbing, rounding=rounding.value if rounding else None, ema=ema, precision=precision, seed=seed,
         save_every=save_every, keep=keep, log_every=log_every, valid_every=valid_every, eval_bleu_every=eval_every,
         max_minutes=max_minutes, device=device, gpus=parse_gpus(gpus), nproc=nproc,
     )
