@@ -87,7 +87,7 @@ class DiffuSeq:
     def generate(
         self, sources: list[str], num_samples: int = 1, steps: int | None = None, seed: int = 0,
         sampler: str = "ddim", batch_size: int = 64, length: str = "auto", rounding: str | None = None,
-        strength: float = 1.0, remask: bool = False,
+        strength: float = 1.0, remask: bool | None = None,
     ) -> list[list[str]]:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.
 

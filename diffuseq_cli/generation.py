@@ -52,8 +52,8 @@ class SamplingOptions:
     # outputs stay closer to the source as the strength falls.
     strength: float = 1.0
     # Put the least confident words back in the absorbing state at each step, in the share the
-    # model was trained with (mask-predict; models trained with ``--absorbing`` only).
-    remask: bool = False
+    # model was trained with (mask-predict). None: when the model was trained with ``--absorbing``.
+    remask: bool | None = None
 
     def __post_init__(self):
         if self.length not in LENGTHS:
@@ -161,16 +161,18 @@ def sample_batch(
             t0 = torch.full((R,), start, dtype=torch.long, device=device)
             z_T = diffusion.q_sample(model.embed(copied), t0, z_T.to(src_emb.dtype), mask)
         rounding = opts.rounding or diffusion.config.rounding
-        remask = remask_share(loaded.config) if opts.remask else 0.0
+        remask = remask_share(loaded.config, opts.remask)
         out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding, remask)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
 
 
-def remask_share(config) -> float:
-    """The absorbing share ``--remask`` uses: the model's training share; an error for other models."""
-    if not (config.model.absorbing_state and config.diffusion.absorbing > 0):
+def remask_share(config, asked: bool | None = None) -> float:
+    """The share re-masked at sampling: the model's training share when asked (None: when it has
+    one), 0 when not; asking a model without an absorbing state is an error."""
+    has = config.model.absorbing_state and config.diffusion.absorbing > 0
+    if asked and not has:
         raise ValueError("--remask needs a model trained with --absorbing (this one has no absorbing state)")
-    return config.diffusion.absorbing
+    return config.diffusion.absorbing if has and asked is not False else 0.0
 
 
 def visited_steps(opts: SamplingOptions, T: int) -> list[int]:

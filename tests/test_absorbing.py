@@ -112,21 +112,26 @@ def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, 
     src.write_text("how do i learn python?\nwhat is love?\n")
     capsys.readouterr()
     outs = {}
-    for flags in ([], ["--remask"]):
+    for flag in (None, "--remask", "--no-remask"):
         with pytest.raises(SystemExit) as exc:
-            main(["generate", "-m", folder, "-i", str(src), "--steps", "5", "-q", *flags])
+            main(["generate", "-m", folder, "-i", str(src), "--steps", "5", "-q", *([flag] if flag else [])])
         assert exc.value.code in (0, None)
-        outs[bool(flags)] = capsys.readouterr().out
-        assert len(outs[bool(flags)].splitlines()) == 2
-    assert outs[True] != outs[False]
-    api = DiffuSeq(loaded).generate(["how do i learn python?", "what is love?"], steps=5, remask=True)
-    assert [c[0] for c in api] == outs[True].splitlines()
+        outs[flag] = capsys.readouterr().out
+        assert len(outs[flag].splitlines()) == 2
+    assert outs[None] == outs["--remask"] != outs["--no-remask"]  # on by default for this model
+    api = DiffuSeq(loaded).generate(["how do i learn python?", "what is love?"], steps=5, remask=False)
+    assert [c[0] for c in api] == outs["--no-remask"].splitlines()
     # without --absorbing the model has no such vector, and the folder stays as before
     plain = train(with_recipe(
         "fast", data=str(QQP_VALID), out=str(tmp_path / "run2"), tokenizer=tokenizer_file, preset="tiny",
         diffusion_steps=50, seq_len=32, batch_size=8, steps=1, warmup=1, save_every=1000, log_every=1,
     ))
     assert not hasattr(load_model_folder(plain.last_checkpoint).model, "absorbing_state")
+    capsys.readouterr()
+    for flag in (None, "--no-remask"):  # fine for any model
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", "-m", str(plain.last_checkpoint), "-i", str(src), "--steps", "5", "-q", *([flag] if flag else [])])
+        assert exc.value.code in (0, None)
     with pytest.raises(SystemExit) as exc:
         main(["generate", "-m", str(plain.last_checkpoint), "-i", str(src), "--steps", "5", "-q", "--remask"])
     assert exc.value.code == 2

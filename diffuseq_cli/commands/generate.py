@@ -36,7 +36,7 @@ def generate(
     length: Annotated[Length, typer.Option("--length", help="auto: size the target region from the model's length statistics; full: always seq_len (the official layout).")] = Length.auto,
     rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
     strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = 1.0,
-    remask: Annotated[bool, typer.Option("--remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict; models trained with --absorbing).")] = False,
+    remask: Annotated[Optional[bool], typer.Option("--remask/--no-remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict) (default: on for models trained with --absorbing).")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,

@@ -100,7 +100,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask)
     if remask:
         try:
-            remask_share(loaded.config)
+            remask_share(loaded.config, remask)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     steps = len(visited_steps(sampling, T))  # fewer than asked when --strength starts below T-1
