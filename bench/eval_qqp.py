@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--strength", type=float, default=1.0, help="generate --strength (1: from pure noise)")
     ap.add_argument("--jobs", type=int, default=1, help="generate processes at once, one thread each")
     ap.add_argument("--rounding", choices=ROUNDINGS, help="default: the model's own")
+    ap.add_argument("--dedup", action="store_true", help="generate --dedup")
     ap.add_argument("--remask", action=argparse.BooleanOptionalAction, help="generate --remask/--no-remask (default: the model's)")
     args = ap.parse_args()
 
@@ -54,7 +55,8 @@ def main() -> None:
                 [sys.executable, "-m", "diffuseq_cli", "generate", "--model", args.model, "-i", str(tmp / f"src-{i}.txt"),
                  "-o", str(tmp / f"out-{steps}-{i}.txt"), "-n", str(args.n), "--steps", str(steps),
                  "--batch-size", str(args.batch_size), "-q", "--strength", str(args.strength), *(["--rounding", args.rounding] if args.rounding else []),
-                 *([] if args.remask is None else ["--remask" if args.remask else "--no-remask"])],
+                 *([] if args.remask is None else ["--remask" if args.remask else "--no-remask"]),
+                 *(["--dedup"] if args.dedup else [])],
                 env={**os.environ, "OMP_NUM_THREADS": "1"} if args.jobs > 1 else None,
             ))
         if any(proc.wait() for proc in procs):
@@ -72,7 +74,7 @@ def main() -> None:
             chosen = subprocess.run([sys.executable, "-m", "diffuseq_cli", "rerank", str(out), "-n", str(args.n)],
                                     check=True, capture_output=True, text=True).stdout.splitlines()
         same = sum(o.split() == p["src"].split() for o, p in zip(chosen, pairs)) / len(pairs)
-        print(json.dumps({"steps": steps, "n": args.n, "rounding": args.rounding or "model's", "strength": args.strength, "remask": "model's" if args.remask is None else args.remask, "lines": len(pairs),
+        print(json.dumps({"steps": steps, "n": args.n, "rounding": args.rounding or "model's", "strength": args.strength, "remask": "model's" if args.remask is None else args.remask, "dedup": args.dedup, "lines": len(pairs),
                           "jobs": args.jobs, "outputs": str(out), "seconds": round(seconds, 1),
                           "lines_per_s": round(len(pairs) / seconds, 3), "copy_share": round(same, 4), "report": report}),
               flush=True)

@@ -31,7 +31,7 @@ import torch
 from .checkpoint import LoadedModel
 from .diffusion import Diffusion
 from .errors import DataError
-from .generation import Job, SamplingOptions, candidate_seed, model_device, prepare, sample_jobs
+from .generation import Job, SamplingOptions, candidate_seed, decode_rows, model_device, prepare, sample_jobs
 from .mbr import MBROutput, get_utility, mbr_select
 
 FORMATS = ("text", "jsonl")
@@ -138,7 +138,7 @@ def generate_stream(
         else:
             del buckets[length]
         rows = sample_jobs(loaded, diffusion, [j for j, _ in work], [k for _, k in work], opts.sampling, device, opts.precision)
-        for (job, k), text in zip(work, loaded.tokenizer.decode(rows, until_end=True)):
+        for (job, k), text in zip(work, decode_rows(loaded, rows, opts.sampling)):
             done[job.line][k] = text
             arrived.pop(job.line, None)
         if on_batch:

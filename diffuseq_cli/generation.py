@@ -54,6 +54,9 @@ class SamplingOptions:
     # Put the least confident words back in the absorbing state at each step, in the share the
     # model was trained with (mask-predict). None: when the model was trained with ``--absorbing``.
     remask: bool | None = None
+    # Collapse runs of the same word in the decoded text ("so so so big" -> "so big"): the usual
+    # post-processing of non-autoregressive outputs (Gu et al. 2018). Off: the paper's decoding.
+    dedup: bool = False
 
     def __post_init__(self):
         if self.length not in LENGTHS:
@@ -166,6 +169,18 @@ def sample_batch(
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
 
 
+def collapse_repeats(text: str) -> str:
+    """The text with each run of the same whitespace-separated word kept once."""
+    words = text.split()
+    return " ".join(w for i, w in enumerate(words) if i == 0 or w != words[i - 1])
+
+
+def decode_rows(loaded, rows, opts: SamplingOptions) -> list[str]:
+    """Generated id rows -> target texts (up to the target's end), repeats collapsed if asked."""
+    texts = loaded.tokenizer.decode(rows, until_end=True)
+    return [collapse_repeats(t) for t in texts] if opts.dedup else texts
+
+
 def remask_share(config, asked: bool | None = None) -> float:
     """The share re-masked at sampling: the model's training share when asked (None: when it has
     one), 0 when not; asking a model without an absorbing state is an error."""
@@ -232,7 +247,7 @@ def generate_texts(
             end += 1
         chunk = work[start:end]
         rows = sample_jobs(loaded, diffusion, [by_line[w[1]] for w in chunk], [w[2] for w in chunk], opts, device, precision)
-        for (_, line, k), text in zip(chunk, loaded.tokenizer.decode(rows, until_end=True)):
+        for (_, line, k), text in zip(chunk, decode_rows(loaded, rows, opts)):
             out[line][k] = text
         start = end
     return out  # type: ignore[return-value]

@@ -4,7 +4,8 @@ A recipe is a set of defaults; explicit options override it. ``paper`` is the
 paper's recipe (section 4.1: AdamW at 1e-4 decaying linearly to 0, no warmup or
 clipping, EMA 0.9999, T = 2000, d = 128, 128 positions, the paper's loss and L2 rounding);
 ``fast`` is ours, tuned for small models on modest hardware: warm-up and clipping, the token
-loss, segment positions, no dropout, head-argmax rounding (docs/training.md: how it was chosen).
+loss, segment positions, no dropout, head-argmax rounding, a learned absorbing state
+(docs/training.md: how it was chosen).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ RECIPES: dict[str, dict] = {
     "fast": dict(
         lr=1e-3, warmup=500, grad_clip=1.0, ema=0.9999, ema_warmup=True, diffusion_steps=2000, schedule="sqrt",
         seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False, token_loss=1.0, dropout=0.0,
-        rounding="logits", positions="segment", absorbing=0.0,
+        rounding="logits", positions="segment", absorbing=0.5,
     ),
 }
 
@@ -54,7 +55,7 @@ class TrainConfig:
     token_loss: float = 1.0  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
     dropout: float | None = 0.0  # None: the preset's
     rounding: str = "logits"  # how the trained model's reverse process rounds (stored in its config.json)
-    absorbing: float = 0.0  # share of target tokens put in the learned absorbing state at t = T (0: off)
+    absorbing: float = 0.5  # share of target tokens put in the learned absorbing state at t = T (0: off)
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch

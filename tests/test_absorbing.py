@@ -14,10 +14,11 @@ from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.diffusion import Diffusion, absorbing_positions
 from diffuseq_cli.errors import UsageError
+from diffuseq_cli.generation import collapse_repeats
 from diffuseq_cli.model import DiffuSeqTransformer
 from diffuseq_cli.sampling import DDIMSampler, least_confident, sample_loop, step_schedule
 from diffuseq_cli.train import train
-from diffuseq_cli.train_config import RECIPES, read_config_file, with_recipe
+from diffuseq_cli.train_config import RECIPES, TrainConfig, read_config_file, with_recipe
 
 from paths import QQP_VALID
 
@@ -86,8 +87,9 @@ def test_the_state_learns_through_the_loss():
     assert model.absorbing_state.grad is not None and float(model.absorbing_state.grad.abs().sum()) > 0
 
 
-def test_option_is_checked_and_off_in_both_recipes(tmp_path):
-    assert RECIPES["paper"]["absorbing"] == 0 and RECIPES["fast"]["absorbing"] == 0
+def test_option_is_checked_and_in_the_fast_recipe_only(tmp_path):
+    assert RECIPES["paper"]["absorbing"] == 0 and RECIPES["fast"]["absorbing"] == 0.5
+    assert TrainConfig(data="x.jsonl").absorbing == RECIPES["fast"]["absorbing"]  # the defaults are the fast recipe
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(UsageError, match="--absorbing"):
             with_recipe("fast", data="x.jsonl", absorbing=bad)
@@ -124,7 +126,7 @@ def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, 
     # without --absorbing the model has no such vector, and the folder stays as before
     plain = train(with_recipe(
         "fast", data=str(QQP_VALID), out=str(tmp_path / "run2"), tokenizer=tokenizer_file, preset="tiny",
-        diffusion_steps=50, seq_len=32, batch_size=8, steps=1, warmup=1, save_every=1000, log_every=1,
+        diffusion_steps=50, seq_len=32, batch_size=8, steps=1, warmup=1, save_every=1000, log_every=1, absorbing=0.0,
     ))
     assert not hasattr(load_model_folder(plain.last_checkpoint).model, "absorbing_state")
     capsys.readouterr()
@@ -169,3 +171,23 @@ def test_remask_changes_the_trajectory_not_the_interface(tmp_path):
     # one row alone gives the same result as in the batch (selection is per row)
     alone = sample_loop(model, diff, z_T[:1], src[:1], mask[:1], steps, DDIMSampler(), rounding="logits", remask=1.0)
     assert torch.allclose(alone.sample, got.sample[:1], atol=1e-5)
+
+
+# --- collapsing repeated words (generate --dedup) --------------------------------------------------
+def test_collapse_repeats_keeps_one_of_each_run_only():
+    assert collapse_repeats("Why is Tokyo so so so big? big?") == "Why is Tokyo so big?"
+    assert collapse_repeats("the cat the cat") == "the cat the cat"  # only adjacent repeats
+    assert collapse_repeats("") == "" and collapse_repeats("  a  a b ") == "a b"
+
+
+def test_dedup_option_reaches_the_output(tmp_path, capsys):
+    src = tmp_path / "in.txt"  # the embedded model repeats words on these
+    src.write_text("Why is Tokyo so big?\nHave the Ancient Mayans been scientifically tested?\n")
+    outs = {}
+    for flags in ([], ["--dedup"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", "-i", str(src), "--steps", "10", "-n", "3", "-q", *flags])
+        assert exc.value.code in (0, None)
+        outs[bool(flags)] = capsys.readouterr().out.splitlines()
+    assert len(outs[True]) == 6 and outs[True] == [collapse_repeats(t) for t in outs[False]]
+    assert outs[True] != outs[False]

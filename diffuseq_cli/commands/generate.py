@@ -37,6 +37,7 @@ def generate(
     rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
     strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = 1.0,
     remask: Annotated[Optional[bool], typer.Option("--remask/--no-remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict) (default: on for models trained with --absorbing).")] = None,
+    dedup: Annotated[bool, typer.Option("--dedup", help="Collapse runs of the same word in each output (\"so so big\" -> \"so big\"), the usual clean-up of non-autoregressive outputs; off: the paper's decoding.")] = False,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
@@ -76,6 +77,6 @@ def generate(
     run_generate(
         input=input, output=output, model=model, task=task, tokenizer=tokenizer, num_samples=num_samples, mbr=mbr,
         mbr_metric=mbr_metric.value, steps=steps, sampler=sampler.value, length=length.value, seed=seed,
-        rounding=rounding.value if rounding else None, strength=strength, remask=remask, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
+        rounding=rounding.value if rounding else None, strength=strength, remask=remask, dedup=dedup, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
         precision=precision.value if precision else None, resume=resume, quiet=quiet,
     )

@@ -79,7 +79,7 @@ def _check_input(input: str) -> None:
         raise UsageError(f"{p}: no such file")
 
 
-def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding, strength, remask,
+def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding, strength, remask, dedup,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
     from ..generation import SamplingOptions, remask_share, visited_steps
@@ -97,7 +97,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         steps = min(DEFAULT_DDIM_STEPS, T) if sampler == "ddim" else T
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be between 1 and the model's T = {T}")
-    sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask)
+    sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask, dedup=dedup)
     if remask:
         try:
             remask_share(loaded.config, remask)
