@@ -92,7 +92,7 @@ class DiffuSeq:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.
 
         ``rounding`` (l2, logits, soft, none; default the model's own) and ``strength`` (1: from
-        pure noise; below 1: from the noised source) ``remask`` and ``dedup`` are ``diffuseq generate``'s options.
+        pure noise; below 1: from the noised source), ``remask`` and ``dedup`` are ``diffuseq generate``'s options.
         """
         opts = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask, dedup=dedup)
         return generate_texts(self.loaded, sources, num_samples, opts, batch_size=batch_size, device=self.device)
