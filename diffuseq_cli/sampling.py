@@ -111,6 +111,12 @@ def _row_blocks(n: int, V: int, device: torch.device) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [n]))
 
 
+def _head_blocks(flat: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor):
+    """(start, stop, logits) of the tied head, z·e + bias, over ``_row_blocks`` of flat (N, d)."""
+    for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
+        yield start, stop, flat[start:stop] @ table.T + head_bias.to(flat.dtype)
+
+
 def round_to_embeddings(
     z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,14 +126,15 @@ def round_to_embeddings(
     argmax of the tied head, z·e + bias (``rounding="logits"``).
     """
     flat = z.reshape(-1, z.shape[-1])  # (B·L, d)
-    # ‖z - e‖² = ‖z‖² - 2 z·e + ‖e‖²; ‖z‖² does not change the argmin.
-    e2 = (table * table).sum(-1) if head_bias is None else None  # (V,)
     ids = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+    if head_bias is not None:
+        for start, stop, logits in _head_blocks(flat, table, head_bias):
+            ids[start:stop] = logits.argmax(dim=-1)
+        return table[ids].view_as(z), ids.view(z.shape[:-1])
+    # ‖z - e‖² = ‖z‖² - 2 z·e + ‖e‖²; ‖z‖² does not change the argmin.
+    e2 = (table * table).sum(-1)  # (V,)
     for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
         scores = flat[start:stop] @ table.T
-        if head_bias is not None:
-            ids[start:stop] = (scores + head_bias.to(scores.dtype)).argmax(dim=-1)
-            continue
         # In place on the one (rows, V) product: scaling by -2 is exact and e + (-x) is e - x bit for bit.
         dist = scores.mul_(-2)
         dist = dist.add_(e2) if dist.dtype == e2.dtype else e2 + dist  # autocast: promote as e2 - 2 z·e would
@@ -144,20 +151,25 @@ def expected_embedding(z: torch.Tensor, table: torch.Tensor, head_bias: torch.Te
     """
     flat = z.reshape(-1, z.shape[-1])
     out = torch.empty_like(flat)
-    for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
-        probs = torch.softmax((flat[start:stop] @ table.T + head_bias.to(flat.dtype)).float(), dim=-1)
+    for start, stop, logits in _head_blocks(flat, table, head_bias):
+        probs = torch.softmax(logits.float(), dim=-1)
         out[start:stop] = (probs @ table.float()).to(out.dtype)
     return out.view_as(z)
 
 
-def head_confidence(z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor) -> torch.Tensor:
-    """max_w p(w | z) under the tied head, (B, L, d) -> (B, L), in the same row blocks as rounding."""
+def head_choice(z: torch.Tensor, table: torch.Tensor, head_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's word and its probability, (B, L, d) -> (max_w p(w | z), argmax ids), both (B, L).
+
+    The ids are those of ``round_to_embeddings(z, table, head_bias)`` (same blocks, same sums),
+    so logits rounding can reuse them instead of scoring the vocabulary twice.
+    """
     flat = z.reshape(-1, z.shape[-1])
-    out = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
-    for start, stop in _row_blocks(flat.shape[0], table.shape[0], flat.device):
-        logits = (flat[start:stop] @ table.T + head_bias.to(flat.dtype)).float()
-        out[start:stop] = torch.softmax(logits, dim=-1).amax(dim=-1)
-    return out.view(z.shape[:-1])
+    conf = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
+    ids = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+    for start, stop, logits in _head_blocks(flat, table, head_bias):
+        ids[start:stop] = logits.argmax(dim=-1)
+        conf[start:stop] = torch.softmax(logits.float(), dim=-1).amax(dim=-1)
+    return conf.view(z.shape[:-1]), ids.view(z.shape[:-1])
 
 
 def least_confident(confidence: torch.Tensor, target_mask: torch.Tensor, share: float) -> torch.Tensor:
@@ -213,14 +225,14 @@ def sample_loop(
         z0 = model(z, diffusion.model_time(tt), self_cond, target_mask=target_mask)
         if model.config.self_condition:
             self_cond = z0
-        doubtful = None
+        doubtful = best = None
         if remask > 0 and t_prev >= 0:
-            confidence = head_confidence(z0, table, model.lm_head_bias)
+            confidence, best = head_choice(z0, table, model.lm_head_bias)
             doubtful = least_confident(confidence, target_mask, remask * (t_prev + 1) / diffusion.num_steps)
         if rounding == "l2":
             z0, _ = round_to_embeddings(z0, table)
         elif rounding == "logits":
-            z0, _ = round_to_embeddings(z0, table, model.lm_head_bias)
+            z0 = table[best] if best is not None else round_to_embeddings(z0, table, model.lm_head_bias)[0]
         elif rounding == "soft":
             z0 = expected_embedding(z0, table, model.lm_head_bias)
         a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype)
