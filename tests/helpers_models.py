@@ -57,3 +57,13 @@ def build_tiny_model(
                 nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
     save_model_folder(folder, cfg, model.eval(), tok, "# tiny random test model\n")
     return folder
+
+
+def train_tiny_fast(out: Path, tokenizer_file: str, **settings):
+    """A few steps of ``diffuseq train`` (fast recipe, tiny preset, T = 50) on QQP valid; ``settings`` override."""
+    from diffuseq_cli.train import train
+    from diffuseq_cli.train_config import with_recipe
+
+    values = dict(data=str(QQP_VALID), out=str(out), tokenizer=tokenizer_file, preset="tiny", diffusion_steps=50,
+                  seq_len=32, batch_size=8, steps=3, warmup=1, save_every=1000, log_every=1)
+    return train(with_recipe("fast", **{**values, **settings}))

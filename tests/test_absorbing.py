@@ -17,10 +17,9 @@ from diffuseq_cli.errors import UsageError
 from diffuseq_cli.generation import collapse_repeats
 from diffuseq_cli.model import DiffuSeqTransformer
 from diffuseq_cli.sampling import DDIMSampler, least_confident, sample_loop, step_schedule
-from diffuseq_cli.train import train
 from diffuseq_cli.train_config import RECIPES, TrainConfig, read_config_file, with_recipe
 
-from paths import QQP_VALID
+from helpers_models import train_tiny_fast
 
 
 def _model(V=30, d=8):
@@ -100,11 +99,7 @@ def test_option_is_checked_and_in_the_fast_recipe_only(tmp_path):
 
 
 def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, capsys):
-    cfg = with_recipe(
-        "fast", data=str(QQP_VALID), out=str(tmp_path / "run"), tokenizer=tokenizer_file, preset="tiny",
-        diffusion_steps=50, seq_len=32, batch_size=8, steps=3, warmup=1, save_every=1000, log_every=1, absorbing=0.5,
-    )
-    result = train(cfg)
+    result = train_tiny_fast(tmp_path / "run", tokenizer_file, absorbing=0.5)
     loaded = load_model_folder(result.last_checkpoint)
     assert loaded.config.model.absorbing_state and loaded.model.absorbing_state.shape == (loaded.config.model.embed_dim,)
     assert loaded.config.diffusion.absorbing == 0.5  # the share --remask uses
@@ -124,10 +119,7 @@ def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, 
     api = DiffuSeq(loaded).generate(["how do i learn python?", "what is love?"], steps=5, remask=False)
     assert [c[0] for c in api] == outs["--no-remask"].splitlines()
     # without --absorbing the model has no such vector, and the folder stays as before
-    plain = train(with_recipe(
-        "fast", data=str(QQP_VALID), out=str(tmp_path / "run2"), tokenizer=tokenizer_file, preset="tiny",
-        diffusion_steps=50, seq_len=32, batch_size=8, steps=1, warmup=1, save_every=1000, log_every=1, absorbing=0.0,
-    ))
+    plain = train_tiny_fast(tmp_path / "run2", tokenizer_file, steps=1, absorbing=0.0)
     assert not hasattr(load_model_folder(plain.last_checkpoint).model, "absorbing_state")
     capsys.readouterr()
     for flag in (None, "--no-remask"):  # fine for any model

@@ -16,11 +16,10 @@ from diffuseq_cli.diffusion import Diffusion
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.generation import SamplingOptions
 from diffuseq_cli.model import DiffuSeqTransformer
-from diffuseq_cli.sampling import DDIMSampler, sample_loop, step_schedule
-from diffuseq_cli.train import train
+from diffuseq_cli.sampling import DDIMSampler, sample_loop
 from diffuseq_cli.train_config import RECIPES, with_recipe
 
-from paths import QQP_VALID
+from helpers_models import train_tiny_fast
 
 
 def _batch(seed=0, B=3, L=10, V=30, d=8):
@@ -120,18 +119,14 @@ def test_recipes_and_validation():
 
 
 def test_trained_folder_keeps_rounding_and_dropout_and_generate_can_override(tmp_path, tokenizer_file, capsys):
-    cfg = with_recipe(
-        "fast", data=str(QQP_VALID), out=str(tmp_path / "run"), tokenizer=tokenizer_file, preset="tiny",
-        diffusion_steps=50, seq_len=32, batch_size=8, steps=3, warmup=1, save_every=1000, log_every=1, dropout=0.2,
-    )
-    result = train(cfg)
+    result = train_tiny_fast(tmp_path / "run", tokenizer_file, dropout=0.2)
     loaded = load_model_folder(result.last_checkpoint)
     assert loaded.config.diffusion.rounding == "logits" and loaded.config.model.dropout == 0.2
     assert loaded.config.model.positions == "segment" and loaded.model.segment_embedding is not None
     # a folder an older (format 1) reader would sample differently is marked as format 2
     assert json.loads((result.last_checkpoint / "config.json").read_text())["format_version"] == 2
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["token_loss"] == cfg.token_loss and saved["rounding"] == "logits"
+    assert saved["token_loss"] == RECIPES["fast"]["token_loss"] and saved["rounding"] == "logits"
     folder = str(result.last_checkpoint)
     src = tmp_path / "in.txt"
     src.write_text("how do i learn python?\nwhat is love?\n")
