@@ -86,13 +86,18 @@ class DiffuSeq:
 
     def generate(
         self, sources: list[str], num_samples: int = 1, steps: int | None = None, seed: int = 0,
-        sampler: str = "ddim", batch_size: int = 64, length: str = "auto", rounding: str | None = None,
-        strength: float = 1.0, remask: bool | None = None, dedup: bool = False,
+        sampler: str = "ddim", batch_size: int = 64, length: str | None = None, rounding: str | None = None,
+        strength: float = 1.0, remask: bool | None = None, dedup: bool = False, lengths: int = 1,
+        remask_schedule: str = "trained", remask_repeats: bool = False,
     ) -> list[list[str]]:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.
 
-        ``rounding`` (l2, logits, soft, none; default the model's own) and ``strength`` (1: from
-        pure noise; below 1: from the noised source), ``remask`` and ``dedup`` are ``diffuseq generate``'s options.
+        ``length`` (predict, auto, full; default predict for models with a length head, else
+        auto), ``lengths``, ``rounding`` (l2, logits, soft, none; default the model's own),
+        ``strength`` (1: from pure noise; below 1: from the noised source), ``remask``,
+        ``remask_schedule``, ``remask_repeats`` and ``dedup`` are ``diffuseq generate``'s options.
         """
-        opts = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask, dedup=dedup)
+        opts = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, lengths=lengths, rounding=rounding,
+                               strength=strength, remask=remask, remask_schedule=remask_schedule,
+                               remask_repeats=remask_repeats, dedup=dedup)
         return generate_texts(self.loaded, sources, num_samples, opts, batch_size=batch_size, device=self.device)

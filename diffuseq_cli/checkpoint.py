@@ -125,6 +125,27 @@ def read_config(folder: Path) -> ModelFolderConfig:
         raise DiffuseqError(f"{path}: invalid model configuration: {exc}") from None
 
 
+def initial_weights(folder: Path, model: DiffuSeqTransformer) -> dict[str, torch.Tensor]:
+    """``train --init``: the folder's weights as float32 for ``model``, its new parts (a length head,
+    an absorbing state the folder lacks) taken from ``model`` as initialised; any other mismatch is an error."""
+    try:
+        state = {k: v.float() for k, v in load_file(str(Path(folder) / WEIGHTS)).items()}
+    except FileNotFoundError:
+        raise DiffuseqError(f"--init {folder}: no {WEIGHTS} (pass a model folder)") from None
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise DiffuseqError(f"--init {folder}: weights the new model has no place for ({', '.join(unexpected[:3])})")
+    for name, value in own.items():
+        if name not in state:
+            if not name.startswith(("length_predictor.", "absorbing_state")):
+                raise DiffuseqError(f"--init {folder}: lacks {name}")
+            state[name] = value.detach().clone()
+        elif state[name].shape != value.shape:
+            raise DiffuseqError(f"--init {folder}: {name} has shape {tuple(state[name].shape)}, the new model {tuple(value.shape)}")
+    return state
+
+
 def load_model_folder(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model folder for inference (eval mode, float32 weights on ``device``)."""
     folder = Path(folder)

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         if _DEBUG:
             raise
         _error(str(exc).replace("[", "\\["))
+        if getattr(exc, "note", None):  # what the user still has, and how to go on
+            print(exc.note, file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _error("interrupted")

@@ -12,10 +12,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-FORMAT_VERSION = 2  # the newest model-folder format this code reads (see ModelFolderConfig.written_version)
+FORMAT_VERSION = 3  # the newest model-folder format this code reads (see ModelFolderConfig.written_version)
 SCHEDULES = ("sqrt", "linear", "cosine")
 ROUNDINGS = ("l2", "logits", "soft", "none")
 POSITIONS = ("absolute", "segment")
+# How training put target tokens in the absorbing state: "replace" (ours: the state stands in for
+# the word's embedding and is noised like one, with probability share·(t+1)/T) or "v2" (DiffuSeq-v2
+# as published: the Gaussian noise is centred on the state m, and an absorbed word is m itself,
+# clean, with probability share·sqrt(1-ᾱ_t)).
+ABSORBING_KINDS = ("replace", "v2")
+REGIONS = ("padded", "exact")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class ModelConfig:
     # soft absorbing state; ``diffuseq train --absorbing``). Sampling starts from Gaussian noise
     # as before; the vector is kept so that a model can be trained further.
     absorbing_state: bool = False
+    # A target-length classifier on the source (``train --regions exact``); ``generate --length
+    # predict`` sizes the target region with it.
+    length_head: bool = False
 
     def __post_init__(self):
         if self.vocab_size < 2:
@@ -72,8 +81,11 @@ class DiffusionConfig:
     # Share of target tokens training put in the absorbing state at t = T (``train --absorbing``;
     # 0: none). ``generate --remask`` puts the same share back at each step.
     absorbing: float = 0.0
+    absorbing_kind: str = "replace"
 
     def __post_init__(self):
+        if self.absorbing_kind not in ABSORBING_KINDS:
+            raise ValueError(f"unknown absorbing kind {self.absorbing_kind!r}; choose from {', '.join(ABSORBING_KINDS)}")
         if self.steps < 1:
             raise ValueError("diffusion steps must be positive")
         if self.schedule not in SCHEDULES:
@@ -96,8 +108,14 @@ class SequenceConfig:
     # target region at generation time instead of always paying for seq_len positions.
     target_len_p99: int = 0
     target_ratio_p99: float = 0.0
+    # The target regions training showed the model: "padded" (the target, then [PAD] up to the
+    # batch's longest: the model learns to end with padding) or "exact" (the target alone, batch
+    # padding hidden from attention: the region must be sized right, by the length head).
+    regions: str = "padded"
 
     def __post_init__(self):
+        if self.regions not in REGIONS:
+            raise ValueError(f"unknown regions {self.regions!r}; choose from {', '.join(REGIONS)}")
         if self.seq_len < 6:
             raise ValueError("seq_len must be at least 6 (room for the special tokens)")
 
@@ -116,9 +134,13 @@ class ModelFolderConfig:
         return {**dataclasses.asdict(self), "format_version": self.written_version()}
 
     def written_version(self) -> int:
-        """1 when a diffuseq of format 1 can use the folder as it is; 2 when it needs segment
-        positions, a rounding other than L2 or holds an absorbing state (an older reader then
-        refuses it instead of silently sampling another way or failing on unknown weights)."""
+        """The oldest format whose readers use the folder as it is: 1 for the official model's
+        settings; 2 when it needs segment positions, a rounding other than L2 or holds an absorbing
+        state; 3 with a length head, exact target regions or DiffuSeq-v2's absorbing state (an
+        older reader then refuses it instead of silently sampling another way or failing on
+        unknown weights)."""
+        if self.model.length_head or self.sequence.regions != "padded" or self.diffusion.absorbing_kind != "replace":
+            return 3
         plain = self.model.positions == "absolute" and self.diffusion.rounding == "l2" and not self.model.absorbing_state
         return 1 if plain else 2
 

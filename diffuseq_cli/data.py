@@ -238,10 +238,14 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, p
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def collate(data: TokenizedData, index: np.ndarray, pad_id: int, multiple: int = 8, max_len: int | None = None):
+def collate(data: TokenizedData, index: np.ndarray, pad_id: int, multiple: int = 8, max_len: int | None = None,
+            exact: bool = False):
     """Pad the sequences of ``index`` to the batch's longest (rounded up to ``multiple``).
 
-    Returns (ids (B, L) int64 array, target_mask (B, L) bool array); vectorised, no loop per sequence.
+    Returns (ids (B, L) int64, target_mask (B, L) bool, real (B, L) bool: the sequence's own
+    positions, not batch padding); vectorised, no loop per sequence. The padding counts as
+    target (the official layout: the model ends a target with [PAD]) unless ``exact``, where
+    the target part is the target's own tokens alone.
     """
     index = np.asarray(index, dtype=np.int64)
     starts = data.offsets[index]  # (B,)
@@ -255,4 +259,6 @@ def collate(data: TokenizedData, index: np.ndarray, pad_id: int, multiple: int =
     gather = np.where(inside, starts[:, None] + pos, 0)
     ids = np.where(inside, data.ids[gather], pad_id).astype(np.int64)
     mask = pos >= data.n_src[index][:, None]  # (B, L): False on the source part
-    return ids, mask
+    if exact:
+        mask &= inside
+    return ids, mask, inside

@@ -32,6 +32,7 @@ class Losses:
     rounding: torch.Tensor
     prior: torch.Tensor
     token: torch.Tensor  # cross-entropy of the head on the prediction (0 unless weighted in)
+    length: torch.Tensor  # cross-entropy of the length head (0 unless weighted in)
 
 
 class Diffusion:
@@ -74,6 +75,8 @@ class Diffusion:
         self_cond_mask: torch.Tensor | None = None,
         token_weight: float = 0.0,
         absorb: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+        length_weight: float = 0.0,
     ) -> Losses:
         """The DiffuSeq objective (eq. 3) per sequence.
 
@@ -89,23 +92,35 @@ class Diffusion:
         token-level signal that makes small models on small budgets learn far faster
         (docs/training.md).
         ``absorb`` (B, L) bool (see ``absorbing_positions``): these tokens enter the forward
-        process as the model's learned absorbing state instead of their embedding (DiffuSeq-v2's
-        discrete noise); every term still asks for the true words.
+        process in the model's learned absorbing state (DiffuSeq-v2's discrete noise, in the
+        config's ``absorbing_kind``); every term still asks for the true words.
+        ``key_mask`` (B, L) bool: the real positions (exact target regions: the batch padding
+        after a sequence is neither attended to nor scored; ``target_mask`` must then be False
+        there). ``length_weight`` > 0 adds that multiple of the length head's cross-entropy on
+        the number of target words (exact regions only: the target part is [CLS] y [SEP]).
         """
         emb = model.embed(ids)  # (B, L, d)
         z0 = emb + self.embed_noise_std() * eps0.to(emb.dtype)
-        z_in = z0
-        if absorb is not None:
-            state = model.absorbing_state.to(emb.dtype) + self.embed_noise_std() * eps0.to(emb.dtype)
-            z_in = torch.where((absorb & target_mask)[..., None], state, z0)
-        zt = self.q_sample(z_in, t, noise.to(emb.dtype), target_mask)
+        v2 = self.config.absorbing_kind == "v2" and getattr(model.config, "absorbing_state", False)
+        centre = model.absorbing_state.to(emb.dtype) if v2 else None
+        if v2:  # z_t = sqrt(ᾱ)(z_0 - m) + sqrt(1-ᾱ) ε + m; an absorbed word is m itself
+            zt = self.q_sample(z0 - centre, t, noise.to(emb.dtype), target_mask) + centre
+            zt = torch.where(target_mask[..., None], zt, z0)
+            if absorb is not None:
+                zt = torch.where((absorb & target_mask)[..., None], centre.expand_as(zt), zt)
+        else:
+            z_in = z0
+            if absorb is not None:
+                state = model.absorbing_state.to(emb.dtype) + self.embed_noise_std() * eps0.to(emb.dtype)
+                z_in = torch.where((absorb & target_mask)[..., None], state, z0)
+            zt = self.q_sample(z_in, t, noise.to(emb.dtype), target_mask)
         mt = self.model_time(t)
         self_cond = None
         if model.config.self_condition:
             with torch.no_grad():
-                first = model(zt, mt, None, target_mask=target_mask).detach()
+                first = model(zt, mt, None, target_mask=target_mask, key_mask=key_mask).detach()
             self_cond = torch.where(self_cond_mask[:, None, None], first, torch.zeros_like(first))
-        pred = model(zt, mt, self_cond, target_mask=target_mask)  # (B, L, d)
+        pred = model(zt, mt, self_cond, target_mask=target_mask, key_mask=key_mask)  # (B, L, d)
 
         m = target_mask.to(emb.dtype)[..., None]  # (B, L, 1)
         count = (m.sum(dim=(1, 2)) * emb.shape[-1]).clamp_min(1.0)
@@ -114,28 +129,55 @@ class Diffusion:
         logits = model.logits(z0)  # (B, L, V)
         V = logits.shape[-1]
         # flattened (B·L, V) cross-entropy: same numbers, about twice as fast as the (B, V, L) layout
-        rounding = F.cross_entropy(logits.reshape(-1, V).float(), ids.reshape(-1), reduction="none").view(ids.shape).mean(dim=1)
+        ce0 = F.cross_entropy(logits.reshape(-1, V).float(), ids.reshape(-1), reduction="none").view(ids.shape)
+        if key_mask is None:
+            rounding = ce0.mean(dim=1)
+        else:
+            real = key_mask.to(ce0.dtype)
+            rounding = (ce0 * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
         last = torch.full_like(t, self.num_steps - 1)
-        prior = ((extract(self.sqrt_ac, last, z0) * z0) ** 2 * m).sum(dim=(1, 2)) / count
+        far = z0 - centre if v2 else z0
+        prior = ((extract(self.sqrt_ac, last, z0) * far) ** 2 * m).sum(dim=(1, 2)) / count
         loss = mse + rounding + prior
+        if v2:  # DiffuSeq-v2 keeps the learned state near the origin with a small penalty on its norm
+            loss = loss + V2_STATE_PENALTY * model.absorbing_state.float().norm()
         token = torch.zeros_like(mse)
         if token_weight > 0:
             ce = F.cross_entropy(model.logits(pred).reshape(-1, V).float(), ids.reshape(-1), reduction="none")
             tm = target_mask.to(ce.dtype)
             token = (ce.view(ids.shape) * tm).sum(dim=1) / tm.sum(dim=1).clamp_min(1.0)
             loss = loss + token_weight * token
-        return Losses(loss=loss, mse=mse, rounding=rounding, prior=prior, token=token)
+        length = torch.zeros_like(mse)
+        if length_weight > 0:
+            source = ~target_mask if key_mask is None else (~target_mask & key_mask)
+            words = (target_mask.sum(dim=1) - 2).clamp(0, model.config.max_positions - 1)  # [CLS] y [SEP]
+            length = F.cross_entropy(model.length_logits(ids, source).float(), words, reduction="none")
+            loss = loss + length_weight * length
+        return Losses(loss=loss, mse=mse, rounding=rounding, prior=prior, token=token, length=length)
+
+    def absorb_probability(self, t: torch.Tensor | int, share: float) -> torch.Tensor:
+        """The probability that a target word is in the absorbing state at timestep t (0-based).
+
+        "replace" (ours): share·(t+1)/T, linear in t. "v2" (DiffuSeq-v2): share·sqrt(1-ᾱ_t), the
+        noise level itself. Training draws with it; re-masking at sampling puts the same share back.
+        """
+        t = torch.as_tensor(t)
+        if self.config.absorbing_kind == "v2":
+            return share * self.sqrt_one_minus_ac.to(t.device)[t].float()
+        return share * (t.float() + 1) / self.num_steps
 
 
-def absorbing_positions(u: torch.Tensor, t: torch.Tensor, num_steps: int, share: float, target_mask: torch.Tensor) -> torch.Tensor:
-    """Target tokens that take the absorbing state: each with probability share · (t+1)/T.
+V2_STATE_PENALTY = 0.01  # DiffuSeq-v2's weight on ‖m‖₂
 
-    u: (B, L) uniform draws in [0, 1) (the caller's, for reproducibility); t: (B,) long.
-    The share grows with the noise level as in absorbing discrete diffusion, so that at low
-    noise the model mostly denoises and at high noise it mostly fills in, as a masked LM does.
+
+def absorbing_positions(u: torch.Tensor, p: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """Target tokens that take the absorbing state: those whose uniform draw u (B, L) is below p (B,).
+
+    ``p`` comes from ``Diffusion.absorb_probability``: it grows with the noise level, as in
+    absorbing discrete diffusion, so that at low noise the model mostly denoises and at high
+    noise it mostly fills in, as a masked LM does.
     """
-    p = share * (t.to(u.dtype) + 1) / num_steps  # (B,)
-    return (u < p[:, None]) & target_mask
+    return (u < p.to(u.dtype)[:, None]) & target_mask
 
 
 class LossAwareSampler:

@@ -32,13 +32,13 @@ class Score:
     rouge_l: float
     dist_1: float
     avg_len: float
+    repeat: float = 0.0  # share of lines that repeat a word immediately ("to to"): stutter
+    ibleu: float | None = None  # with sources: 0.8·BLEU(ref) - 0.2·BLEU(source), per line, averaged
+    copy: float | None = None  # with sources: share of lines identical to their source (whitespace-normalised)
     bertscore: float | None = None
 
     def to_dict(self) -> dict:
-        row = asdict(self)
-        if self.bertscore is None:
-            del row["bertscore"]
-        return row
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -85,23 +85,39 @@ class _LineScores:
     rouge_l: list[float]
     dist_1: list[float]
     length: list[int]
+    repeat: list[bool]
+    ibleu: list[float] | None = None
+    copy: list[bool] | None = None
 
     def row(self, name: str) -> Score:
-        return Score(name, _mean(self.bleu), _mean(self.rouge_l), _mean(self.dist_1), _mean(self.length))
+        opt = {f: None if getattr(self, f) is None else _mean(getattr(self, f)) for f in ("ibleu", "copy")}
+        return Score(name, _mean(self.bleu), _mean(self.rouge_l), _mean(self.dist_1), _mean(self.length),
+                     _mean(self.repeat), **opt)
 
     @classmethod
     def chosen(cls, columns: Sequence[_LineScores], choice: Sequence[int]) -> _LineScores:
         """Line i taken from column ``choice[i]``: the MBR row, without scoring anything again."""
-        return cls(*([getattr(columns[k], f)[i] for i, k in enumerate(choice)] for f in ("bleu", "rouge_l", "dist_1", "length")))
+        def pick(f):
+            if getattr(columns[0], f) is None:
+                return None
+            return [getattr(columns[k], f)[i] for i, k in enumerate(choice)]
+
+        return cls(*(pick(f) for f in ("bleu", "rouge_l", "dist_1", "length", "repeat", "ibleu", "copy")))
 
 
-def _score_lines(hyps: Sequence[str], hyp_stats, ref_stats, ref_tokens) -> _LineScores:
-    return _LineScores(
-        [metrics.sentence_bleu(h, r) for h, r in zip(hyp_stats, ref_stats)],
+def _score_lines(hyps: Sequence[str], hyp_stats, ref_stats, ref_tokens, sources=None, src_stats=None) -> _LineScores:
+    bleu = [metrics.sentence_bleu(h, r) for h, r in zip(hyp_stats, ref_stats)]
+    scores = _LineScores(
+        bleu,
         [metrics.rouge_l(metrics.rouge_tokens(h), r) for h, r in zip(hyps, ref_tokens)],
         [metrics.distinct_from_stats([s], 1) for s in hyp_stats],
         [metrics.avg_len(h) for h in hyps],
+        [metrics.repeats_word(h) for h in hyps],
     )
+    if sources is not None:
+        scores.ibleu = [metrics.ibleu(b, metrics.sentence_bleu(h, s)) for b, h, s in zip(bleu, hyp_stats, src_stats)]
+        scores.copy = [h.split() == s.split() for h, s in zip(hyps, sources)]
+    return scores
 
 
 def evaluate(
@@ -119,7 +135,8 @@ def evaluate(
     ``preds`` holds one list per predictions file, each as long as ``refs``.
     With two or more samples per source the report adds self-BLEU and div-4;
     ``mbr=True`` adds the row of the MBR choice; ``sources`` adds the
-    copy-the-source baseline; ``bertscore_model`` adds BERTScore F1 (needs the
+    copy-the-source baseline and, on every row, iBLEU and the share of lines equal to their
+    source; every row has the share of lines repeating a word immediately; ``bertscore_model`` adds BERTScore F1 (needs the
     optional ``bertscore`` extra). ``on_progress(done, total)`` reports sources done.
     """
     if not preds:
@@ -136,7 +153,12 @@ def evaluate(
     ref_stats = [metrics.prepare(r) for r in refs]
     ref_tokens = [metrics.rouge_tokens(r) for r in refs]
     col_stats = [[metrics.prepare(h) for h in column] for column in columns]
-    per_line = [_score_lines(c, s, ref_stats, ref_tokens) for c, s in zip(columns, col_stats)]
+    if sources is not None:
+        sources = [line.strip() for line in sources]
+        src_stats = [metrics.prepare(s) for s in sources]
+    else:
+        src_stats = None
+    per_line = [_score_lines(c, s, ref_stats, ref_tokens, sources, src_stats) for c, s in zip(columns, col_stats)]
     files = [lines.row(name) for lines, name in zip(per_line, names)]
 
     self_bleu = div_4 = mbr_row = choice = None
@@ -149,8 +171,7 @@ def evaluate(
 
     source_row = None
     if sources is not None:
-        sources = [line.strip() for line in sources]
-        source_row = _score_lines(sources, [metrics.prepare(s) for s in sources], ref_stats, ref_tokens).row("source")
+        source_row = _score_lines(sources, src_stats, ref_stats, ref_tokens, sources, src_stats).row("source")
 
     if bertscore_model:
         files = [_with_bertscore(row, bertscore_model, column, refs) for row, column in zip(files, columns)]
@@ -158,7 +179,8 @@ def evaluate(
             mbr_row = _with_bertscore(mbr_row, bertscore_model, [columns[k][i] for i, k in enumerate(choice)], refs)
         if source_row is not None:
             source_row = _with_bertscore(source_row, bertscore_model, sources, refs)
-    signature = metrics.signature(len(columns), mbr="bleu" if mbr else None, bertscore=bertscore_model)
+    signature = metrics.signature(len(columns), mbr="bleu" if mbr else None, bertscore=bertscore_model,
+                                  ibleu=sources is not None)
     return Report(files, len(refs), len(columns), signature, self_bleu, div_4, mbr_row, choice, source_row)
 
 
@@ -205,6 +227,8 @@ def load_inputs(
     if per_line < 1:
         raise UsageError(f"-n must be at least 1, got {per_line}")
     refs = read_lines(refs_path)
+    if not refs:
+        raise DataError(f"{display_name(refs_path)} is empty: no lines to score")
     columns, names = [], []
     for path in pred_paths:
         lines = read_lines(path)

@@ -199,15 +199,18 @@ def generate_stream(
                 jobs[line] = job
                 done[line] = [None] * n
                 arrived[line] = time.monotonic()
-                buckets[job.length].extend((job, k) for k in range(n))
-                if len(buckets[job.length]) >= batch:
-                    run(job.length)
+                for k in range(n):  # with a length beam, a line's candidates go to several buckets
+                    buckets[job.length_of(k)].append((job, k))
+                for length in dict.fromkeys(job.lengths):
+                    if len(buckets.get(length, ())) >= batch:
+                        run(length)
             yield from ready()
             while len(done) > max_pending:
                 oldest = jobs.get(next_emit)
-                if oldest is None or oldest.length not in buckets:
+                waiting = [L for L in (oldest.lengths if oldest else ()) if L in buckets]
+                if not waiting:
                     break
-                run(oldest.length)
+                run(waiting[0])
                 yield from ready()
     finally:
         reader.stop()

@@ -31,10 +31,10 @@ from .config import ROUNDINGS
 from .data import truncate_pair
 from .diffusion import Diffusion
 from .precision import autocast
-from .sampling import SampleOutput, make_sampler, sample_loop, step_schedule
+from .sampling import REMASK_SCHEDULES, Remasking, absorbing_centre, SampleOutput, make_sampler, sample_loop, start_from_noise, step_schedule
 
 MIN_TARGET = 8
-LENGTHS = ("auto", "full")
+LENGTHS = ("auto", "full", "predict")
 ROW_MULTIPLE = 8  # B·L is padded up to a multiple of this (see the module docstring)
 
 
@@ -44,8 +44,12 @@ class SamplingOptions:
     sampler: str = "ddim"  # ddim over the visited steps, or ddpm (ancestral)
     eta: float = 0.0
     seed: int = 0
-    length: str = "auto"
-    multiple: int = 8  # round sequence lengths up to this, so more lines share a batch
+    # How the target region is sized: "predict" (the model's length head; exactly the predicted
+    # length), "auto" (from the training length statistics, padded), "full" (seq_len, official).
+    # None: predict for models with a length head, else auto.
+    length: str | None = None
+    lengths: int = 1  # with "predict": candidates spread over this many most likely lengths (a length beam)
+    multiple: int = 8  # round sequence lengths up to this, so more lines share a batch (auto)
     rounding: str | None = None  # l2 | logits | soft | none; None: the model's own (config.json "diffusion")
     # 1: start from pure noise (the paper). Below 1: start from the source copied into the target
     # part, noised to timestep strength·(T-1), and denoise from there (SDEdit, Meng et al. 2022):
@@ -54,13 +58,19 @@ class SamplingOptions:
     # Put the least confident words back in the absorbing state at each step, in the share the
     # model was trained with (mask-predict). None: when the model was trained with ``--absorbing``.
     remask: bool | None = None
+    remask_schedule: str = "trained"  # sampling.Remasking: the training share, or mask-predict's linear decay
+    remask_repeats: bool = False  # also re-mask a word equal to the one before it
     # Collapse runs of the same word in the decoded text ("so so so big" -> "so big"): the usual
     # post-processing of non-autoregressive outputs (Gu et al. 2018). Off: the paper's decoding.
     dedup: bool = False
 
     def __post_init__(self):
-        if self.length not in LENGTHS:
+        if self.length not in (None, *LENGTHS):
             raise ValueError(f"length must be one of {', '.join(LENGTHS)}, got {self.length!r}")
+        if self.lengths < 1:
+            raise ValueError(f"lengths must be positive, got {self.lengths}")
+        if self.remask_schedule not in REMASK_SCHEDULES:
+            raise ValueError(f"remask schedule must be one of {', '.join(REMASK_SCHEDULES)}, got {self.remask_schedule!r}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.rounding not in (None, *ROUNDINGS):
@@ -71,12 +81,24 @@ class SamplingOptions:
 
 @dataclass
 class Job:
-    """One source line, prepared: its packed source ids and the total sequence length."""
+    """One source line, prepared: its packed source ids and the total sequence length(s).
+
+    ``lengths`` holds one total length (source + target region) per entry of the length beam,
+    most likely first: candidate k uses ``lengths[k % len(lengths)]``.
+    """
 
     line: int  # index in the input (part of every candidate's seed)
     src: list[int]  # [CLS] x [SEP] [SEP]
-    length: int  # total positions (source + target region)
+    lengths: tuple[int, ...]
     truncated: bool
+
+    @property
+    def length(self) -> int:
+        """The first (most likely) total length."""
+        return self.lengths[0]
+
+    def length_of(self, k: int) -> int:
+        return self.lengths[k % len(self.lengths)]
 
 
 def candidate_seed(seed: int, line: int, k: int) -> int:
@@ -103,15 +125,67 @@ def target_length(n_src: int, seq, mode: str, multiple: int = 8) -> int:
     return max(1, min(room, total - n_src))
 
 
-def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: SamplingOptions) -> list[Job]:
-    """Tokenize and size source lines; over-long sources are truncated (flagged in ``Job.truncated``)."""
+def length_mode(config, asked: str | None) -> str:
+    """The region sizing used: ``asked``, or predict for models with a length head, else auto."""
+    has_head = config.model.length_head
+    if asked == "predict" and not has_head:
+        raise ValueError("--length predict needs a model trained with a length head (train --regions exact)")
+    return asked or ("predict" if has_head else "auto")
+
+
+def predicted_lengths(loaded: LoadedModel, sources: list[list[int]], k: int) -> list[list[int]]:
+    """The ``k`` most likely target word counts for each packed source, most likely first."""
+    model = loaded.model
+    device = model_device(loaded)
+    S = max(len(s) for s in sources)
+    ids = torch.full((len(sources), S), loaded.config.sequence.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sources), S), dtype=torch.bool)
+    for row, src in enumerate(sources):
+        ids[row, : len(src)] = torch.tensor(src)
+        mask[row, : len(src)] = True
+    with torch.inference_mode():
+        logits = model.length_logits(ids.to(device), mask.to(device)).float().cpu()
+        logits[:, 0] = -torch.inf  # at least one word
+        return logits.topk(min(k, logits.shape[1] - 1), dim=1).indices.tolist()
+
+
+def exact_lengths(n_src: int, words: list[int], seq) -> tuple[int, ...]:
+    """Total lengths for target regions of exactly ``words`` words ([CLS] y [SEP]), within seq_len, unique, in order."""
+    out = []
+    for w in words:
+        total = min(seq.seq_len, n_src + max(1, w) + 2)
+        if total not in out:
+            out.append(total)
+    return tuple(out)
+
+
+def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: SamplingOptions,
+            target_words: list[int] | None = None) -> list[Job]:
+    """Tokenize and size source lines; over-long sources are truncated (flagged in ``Job.truncated``).
+
+    ``target_words``: a given target word count per line (the region is then exactly that long;
+    for measuring what a perfect length predictor would give), instead of ``opts.length``.
+    """
     seq = loaded.config.sequence
     budget = max(1, seq.seq_len - 3 - MIN_TARGET)  # [CLS] x [SEP] [SEP], then at least MIN_TARGET target positions
-    jobs = []
-    for i, ids in enumerate(loaded.tokenizer.encode(texts)):
+    mode = length_mode(loaded.config, opts.length)
+    packed = []
+    for ids in loaded.tokenizer.encode(texts):
         x, _, cut = truncate_pair(ids, [], budget)
-        src = [seq.cls_id, *x, seq.sep_id, seq.sep_id]
-        jobs.append(Job(first_line + i, src, len(src) + target_length(len(src), seq, opts.length, opts.multiple), cut))
+        packed.append(([seq.cls_id, *x, seq.sep_id, seq.sep_id], cut))
+    if target_words is not None:
+        beams = [[w] for w in target_words]
+    elif mode == "predict" and packed:
+        beams = predicted_lengths(loaded, [src for src, _ in packed], opts.lengths)
+    else:
+        beams = None
+    jobs = []
+    for i, (src, cut) in enumerate(packed):
+        if beams is not None:
+            lengths = exact_lengths(len(src), beams[i], seq)
+        else:
+            lengths = (len(src) + target_length(len(src), seq, mode, opts.multiple),)
+        jobs.append(Job(first_line + i, src, lengths, cut))
     return jobs
 
 
@@ -130,9 +204,9 @@ def sample_batch(
 
     Row j's result depends only on the model, ``jobs[j]``, ``ks[j]`` and ``opts``.
     """
-    L = jobs[0].length
-    if any(j.length != L for j in jobs):
-        raise ValueError("sample_batch needs jobs of one length")
+    L = jobs[0].length_of(ks[0])
+    if any(j.length_of(k) != L for j, k in zip(jobs, ks)):
+        raise ValueError("sample_batch needs candidates of one length")
     model = loaded.model
     d = model.config.embed_dim
     B = len(jobs)
@@ -159,13 +233,17 @@ def sample_batch(
     start = steps[0]
     with autocast(precision, device):
         src_emb = model.embed(ids)
+        z_start = start_from_noise(model, diffusion, z_T.to(src_emb.dtype), start)
         if start < T - 1:
             copied = source_copied_into_target(ids, mask, loaded.config.sequence.pad_id)
             t0 = torch.full((R,), start, dtype=torch.long, device=device)
-            z_T = diffusion.q_sample(model.embed(copied), t0, z_T.to(src_emb.dtype), mask)
+            centre = absorbing_centre(model, diffusion)
+            centre = 0.0 if centre is None else centre.to(src_emb.dtype)  # DiffuSeq-v2 models: the process of z - m
+            z_start = centre + diffusion.q_sample(model.embed(copied) - centre, t0, z_T.to(src_emb.dtype), mask)
         rounding = opts.rounding or diffusion.config.rounding
-        remask = remask_share(loaded.config, opts.remask)
-        out = sample_loop(model, diffusion, z_T.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding, remask)
+        share = remask_share(loaded.config, opts.remask)
+        remask = Remasking(share, opts.remask_schedule, opts.remask_repeats) if share > 0 else 0.0
+        out = sample_loop(model, diffusion, z_start.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding, remask)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
 
 
@@ -228,16 +306,19 @@ def model_device(loaded: LoadedModel) -> torch.device:
 def generate_texts(
     loaded: LoadedModel, sources: list[str], num_samples: int = 1, opts: SamplingOptions = SamplingOptions(),
     batch_size: int = 64, device: str | torch.device | None = None, precision: str = "fp32",
+    target_words: list[int] | None = None, first_line: int = 0,
 ) -> list[list[str]]:
     """Library entry: ``num_samples`` candidates for each source (in order). Not streaming.
 
     ``device``: where to run (default: where the model's weights are; the model must be there).
+    ``target_words``: see ``prepare``. ``first_line``: the input line number of ``sources[0]``
+    (candidate seeds count input lines: a file cut in parts gives the output of the whole).
     """
     device = torch.device(device) if device is not None else model_device(loaded)
     diffusion = Diffusion(loaded.config.diffusion)
-    jobs = prepare(loaded, sources, 0, opts)
+    jobs = prepare(loaded, sources, first_line, opts, target_words)
     out: list[list[str | None]] = [[None] * num_samples for _ in sources]
-    work = sorted(((j.length, j.line, k) for j in jobs for k in range(num_samples)))
+    work = sorted(((j.length_of(k), j.line, k) for j in jobs for k in range(num_samples)))
     by_line = {j.line: j for j in jobs}
     start = 0
     while start < len(work):
@@ -248,6 +329,6 @@ def generate_texts(
         chunk = work[start:end]
         rows = sample_jobs(loaded, diffusion, [by_line[w[1]] for w in chunk], [w[2] for w in chunk], opts, device, precision)
         for (_, line, k), text in zip(chunk, decode_rows(loaded, rows, opts)):
-            out[line][k] = text
+            out[line - first_line][k] = text
         start = end
     return out  # type: ignore[return-value]

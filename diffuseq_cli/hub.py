@@ -67,6 +67,11 @@ def resolve_model(
     raise UsageError(f"no such model folder or file: {spec} (expected a folder, a .pt file or ORG/NAME[@REVISION])")
 
 
+def _is_run_folder(path: Path) -> bool:
+    """A ``diffuseq train`` run folder: checkpoints beside a training config (not a model config)."""
+    return (path / "checkpoints").is_dir() and not (path / "model.safetensors").is_file()
+
+
 def _local(path: Path) -> ResolvedModel:
     """Classify an existing path; an error says what a model folder should hold."""
     path = path.resolve()
@@ -75,8 +80,15 @@ def _local(path: Path) -> ResolvedModel:
         if path.suffix == ".pt":
             return ResolvedModel(path, "official", source)
         raise UsageError(f"{path} is not a model: expected a model folder or an official .pt checkpoint")
-    if (path / "config.json").is_file():
+    if (path / "config.json").is_file() and not _is_run_folder(path):
         return ResolvedModel(path, "folder", source)
+    if _is_run_folder(path):  # a training run: its latest complete checkpoint
+        from .run_folder import latest_checkpoint
+
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise UsageError(f"{path} is a training run with no complete checkpoint yet")
+        return ResolvedModel(latest.resolve(), "folder", f"local:{latest.resolve()}")
     if (path / "training_args.json").is_file() and (ema := _newest_ema(path)) is not None:
         return ResolvedModel(ema, "official", f"local:{ema}")
     raise UsageError(

@@ -222,6 +222,20 @@ def avg_len(text: str) -> int:
     return len(text.split(" "))
 
 
+def repeats_word(text: str) -> bool:
+    """Whether some whitespace-separated word is immediately followed by itself ("to to", a stutter)."""
+    words = text.split()
+    return any(a == b for a, b in zip(words, words[1:]))
+
+
+IBLEU_ALPHA = 0.8  # Sun and Zhou (2012); the weight most paraphrase papers report with
+
+
+def ibleu(bleu_ref: float, bleu_src: float, alpha: float = IBLEU_ALPHA) -> float:
+    """iBLEU: alpha·BLEU(hyp, ref) - (1-alpha)·BLEU(hyp, src); paraphrasing by copying is not rewarded."""
+    return alpha * bleu_ref - (1 - alpha) * bleu_src
+
+
 CHRF_ORDER = 6
 CHRF_BETA = 2
 
@@ -284,7 +298,7 @@ def rouge_l_both(a: Sequence[str], b: Sequence[str]) -> tuple[float, float]:
     return score, score
 
 
-def signature(samples: int, *, mbr: str | None = None, bertscore: str | None = None) -> str:
+def signature(samples: int, *, mbr: str | None = None, bertscore: str | None = None, ibleu: bool = False) -> str:
     """The settings behind a report's numbers, sacrebleu-style, e.g.
     ``diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:0.1.0``."""
     from . import __version__
@@ -294,5 +308,7 @@ def signature(samples: int, *, mbr: str | None = None, bertscore: str | None = N
         parts.append(f"mbr:{mbr}")
     if bertscore:
         parts.append(f"bertscore:{bertscore}")
+    if ibleu:
+        parts.append(f"ibleu:{IBLEU_ALPHA}")
     parts.append(f"v:{__version__}")
     return "|".join(parts)

@@ -44,7 +44,7 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.dropout = cfg.dropout
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, H = h.shape
         nh = self.num_heads
 
@@ -53,7 +53,8 @@ class SelfAttention(nn.Module):
 
         q, k, v = heads(self.query(h)), heads(self.key(h)), heads(self.value(h))
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, nh, L, hs)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L): attend to real positions only
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, L, hs)
         return y.transpose(1, 2).reshape(B, L, H)
 
 
@@ -70,9 +71,34 @@ class Block(nn.Module):
         self.ln_ffn = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = self.ln_attn(h + self.drop(self.attn_out(self.attn(h))))
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.ln_attn(h + self.drop(self.attn_out(self.attn(h, key_mask))))
         return self.ln_ffn(h + self.drop(self.ffn_out(F.gelu(self.ffn_in(h)))))
+
+
+class LengthPredictor(nn.Module):
+    """p(number of target words | source), a classifier over 0..classes-1 (Mask-Predict's length head).
+
+    It reads the source's word embeddings (pooled mean and max of a projection, plus the source
+    length), not the denoiser's hidden states: those attend to the target region, whose size
+    is the answer. Small and cheap; ``generate --length predict`` sizes the region with it.
+    """
+
+    def __init__(self, embed_dim: int, hidden: int, classes: int):
+        super().__init__()
+        self.classes = classes
+        self.proj = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU())
+        self.source_length = nn.Embedding(classes, hidden)
+        self.out = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Linear(hidden, classes))
+
+    def forward(self, emb: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """emb (B, S, d), source_mask (B, S) bool (True on source tokens) -> logits (B, classes)."""
+        h = self.proj(emb)  # (B, S, hidden)
+        m = source_mask[..., None]
+        mean = (h * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+        peak = h.masked_fill(~m, float("-inf")).amax(dim=1)
+        n = source_mask.sum(dim=1).clamp_max(self.classes - 1)
+        return self.out(torch.cat([mean, peak, self.source_length(n)], dim=-1))
 
 
 class DiffuSeqTransformer(nn.Module):
@@ -93,6 +119,8 @@ class DiffuSeqTransformer(nn.Module):
             self.segment_embedding = nn.Embedding(2, H)  # 0: source part, 1: target part
         if cfg.absorbing_state:
             self.absorbing_state = nn.Parameter(torch.zeros(d))  # set to unit scale below, like a word
+        if cfg.length_head:
+            self.length_predictor = LengthPredictor(d, H, cfg.max_positions)
         self.ln_in = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
@@ -123,12 +151,14 @@ class DiffuSeqTransformer(nn.Module):
     # --- the denoiser ----------------------------------------------------------
     def forward(
         self, z_t: torch.Tensor, t: torch.Tensor, self_cond: torch.Tensor | None = None,
-        target_mask: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None, key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """z_t (B, L, d), t (B,) as the model sees it (already rescaled) -> z_0 estimate (B, L, d).
 
         ``target_mask`` (B, L) bool, True on the target part: needed by ``positions="segment"``
-        models only (the absolute-position model ignores it).
+        models only (the absolute-position model ignores it). ``key_mask`` (B, L) bool, True on
+        real positions: batch padding after shorter sequences is then invisible to attention
+        (training with exact target regions); None: every position is real.
         """
         B, L, _ = z_t.shape
         if L > self.config.max_positions:
@@ -143,7 +173,7 @@ class DiffuSeqTransformer(nn.Module):
         h = self.up_proj(z_t) + self._positions(B, L, target_mask) + temb[:, None, :]  # (B, L, H)
         h = self.drop(self.ln_in(h))
         for block in self.blocks:
-            h = block(h)
+            h = block(h, key_mask)
         return self.down_proj(h)  # (B, L, d)
 
     def _positions(self, B: int, L: int, target_mask: torch.Tensor | None) -> torch.Tensor:
@@ -156,6 +186,13 @@ class DiffuSeqTransformer(nn.Module):
         start = torch.where(target_mask, idx, L).min(dim=1, keepdim=True).values  # first target position
         pos = torch.where(target_mask, idx - start, idx)
         return self.position_embedding(pos) + self.segment_embedding(target_mask.long())
+
+    def length_logits(self, ids: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """Target-length logits (B, max_positions) for source ids (B, S) where ``source_mask`` holds.
+
+        The embeddings are detached: the head learns from them without pulling them its way.
+        """
+        return self.length_predictor(self.embed(ids).detach(), source_mask)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -129,11 +129,42 @@ def read_candidate_sets(
     if len(paths) > 1:
         if per_line not in (None, len(paths)):
             raise UsageError(f"-n {per_line} does not match the {len(paths)} candidate files given")
+        _check_counts(paths, _misaligned)
         return _aligned(paths, lines)
     if per_line is None:
         raise UsageError("one text file of candidates needs -n K (K consecutive lines per source); "
                          "or give one file per sample, or JSONL")
+    _check_counts(paths, lambda names, counts: (f"{names[0]} has {counts[0]} lines, not a multiple of -n {per_line}"
+                                                if counts[0] % per_line else None))
     return _grouped(paths[0], lines, per_line)
+
+
+def _misaligned(names: list[str], counts: list[int]) -> str | None:
+    short, long = counts.index(min(counts)), counts.index(max(counts))
+    if counts[short] == counts[long]:
+        return None
+    return (f"{names[short]} has {counts[short]} lines but {names[long]} has {counts[long]}; "
+            "candidate files must be line-aligned")
+
+
+def _check_counts(paths: Sequence, problem) -> None:
+    """Misaligned regular files fail before any result is written (a pipe consumer sees nothing
+    partial); stdin and other streams can only be checked as they are read (the exit status decides)."""
+    if any(p == "-" or not Path(p).is_file() for p in paths):
+        return
+    message = problem([display_name(p) for p in paths], [_count_lines(p) for p in paths])
+    if message:
+        raise DataError(message)
+
+
+def _count_lines(path) -> int:
+    """Lines as ``iter_lines`` reads them: a last line without a final newline counts."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 def rerank(sets: Iterator[CandidateSet], *, metric: str = "bleu", nbest: int = 1) -> Iterator[RerankResult]:

@@ -181,10 +181,69 @@ def least_confident(confidence: torch.Tensor, target_mask: torch.Tensor, share: 
     return (rank < count[:, None]) & target_mask
 
 
+REMASK_SCHEDULES = ("trained", "linear")
+
+
+@dataclass(frozen=True)
+class Remasking:
+    """Which words go back into the absorbing state before each step (mask-predict, Ghazvininejad et al. 2019).
+
+    ``share``: the model's training share (``train --absorbing``). ``schedule``: "trained" re-masks
+    the share training absorbed at t_prev (``Diffusion.absorb_probability``), so the next step
+    sees what training showed it; "linear" decays from all words at t = T to none at t = 0, as
+    mask-predict's iterations do. ``repeats``: also re-mask every word equal to the word before it,
+    whatever its confidence (a stutter is never kept while steps remain).
+    """
+
+    share: float
+    schedule: str = "trained"
+    repeats: bool = False
+
+    def __post_init__(self):
+        if self.schedule not in REMASK_SCHEDULES:
+            raise ValueError(f"unknown re-masking schedule {self.schedule!r}; choose from {', '.join(REMASK_SCHEDULES)}")
+
+    def share_at(self, diffusion: Diffusion, t_prev: int) -> float:
+        if self.schedule == "linear":
+            return (t_prev + 1) / diffusion.num_steps
+        return float(diffusion.absorb_probability(t_prev, self.share))
+
+    def pick(self, diffusion: Diffusion, t_prev: int, confidence: torch.Tensor, words: torch.Tensor,
+             target_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) bool: the target positions to re-mask before the step to ``t_prev``."""
+        doubtful = least_confident(confidence, target_mask, self.share_at(diffusion, t_prev))
+        if self.repeats:
+            doubtful = doubtful | repeated_words(words, target_mask)
+        return doubtful
+
+
+def repeated_words(words: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: target positions holding the same word as the target position before them."""
+    same = torch.zeros_like(target_mask)
+    same[:, 1:] = (words[:, 1:] == words[:, :-1]) & target_mask[:, 1:] & target_mask[:, :-1]
+    return same
+
+
 @dataclass
 class SampleOutput:
     sample: torch.Tensor  # final z_0 (B, L, d)
     tokens: torch.Tensor  # argmax of the head (B, L)
+
+
+def absorbing_centre(model, diffusion: Diffusion) -> torch.Tensor | None:
+    """The learned state m that a DiffuSeq-v2 model's process is centred on; None for other models."""
+    if diffusion.config.absorbing_kind == "v2" and getattr(model.config, "absorbing_state", False):
+        return model.absorbing_state
+    return None
+
+
+def start_from_noise(model, diffusion: Diffusion, noise: torch.Tensor, t: int) -> torch.Tensor:
+    """z at timestep t with nothing known of z_0: the noise itself, or m + sqrt(1-ᾱ_t)·noise for a
+    DiffuSeq-v2 model (its process drifts to the absorbing state m, not to 0)."""
+    centre = absorbing_centre(model, diffusion)
+    if centre is None:
+        return noise
+    return centre.to(noise.dtype) + float(diffusion.sqrt_one_minus_ac[t]) * noise
 
 
 @torch.no_grad()
@@ -198,7 +257,7 @@ def sample_loop(
     sampler,
     noise_fn: NoiseFn | None = None,
     rounding: bool | str = True,
-    remask: float = 0.0,
+    remask: float | Remasking = 0.0,
 ) -> SampleOutput:
     """Run the reverse process over ``steps`` (descending timesteps) from z_T.
 
@@ -206,16 +265,23 @@ def sample_loop(
     ``noise_fn(i, like)`` supplies the noise for step i (None for deterministic samplers).
     ``rounding``: "l2" (or True) nearest embedding, "logits" the head's argmax, "soft" the
     expected embedding under the head, "none" (or False).
-    ``remask`` > 0 (models trained with an absorbing state; mask-predict, Ghazvininejad et al.
-    2019): before each step to t_prev, the round(remask · (t_prev+1)/T · targets) least confident
-    words of the estimate are put back in the absorbing state, the share training absorbed at
-    t_prev, so the next step sees what training showed it and re-decides the doubtful words.
+    ``remask`` (models trained with an absorbing state): a ``Remasking``, or a share for its
+    defaults; before each step to t_prev the words it picks (the least confident by the head's
+    probability) are put back in the absorbing state, and the next step re-decides them.
+    Models of ``absorbing_kind="v2"`` (DiffuSeq-v2) run the reverse process centred on the
+    absorbing state m (z_t - m follows the usual process), and a re-masked word is m itself;
+    their z_T should start at m plus noise (``start_from_noise``).
     """
     rounding = {True: "l2", False: "none"}.get(rounding, rounding)
+    if not isinstance(remask, Remasking):
+        remask = Remasking(remask) if remask > 0 else None
+    centre = absorbing_centre(model, diffusion)
     if rounding not in ROUNDINGS:
         raise ValueError(f"unknown rounding {rounding!r}; choose from {', '.join(ROUNDINGS)}")
     keep = ~target_mask[..., None]
     z = torch.where(keep, source_emb, z_T)
+    if centre is not None:
+        centre = centre.to(z.dtype)
     table = model.word_embedding.weight.to(z.dtype)
     ac = diffusion.alphas_cumprod
     self_cond = None
@@ -226,9 +292,9 @@ def sample_loop(
         if model.config.self_condition:
             self_cond = z0
         doubtful = best = None
-        if remask > 0 and t_prev >= 0:
+        if remask is not None and t_prev >= 0:
             confidence, best = head_choice(z0, table, model.lm_head_bias)
-            doubtful = least_confident(confidence, target_mask, remask * (t_prev + 1) / diffusion.num_steps)
+            doubtful = remask.pick(diffusion, t_prev, confidence, best, target_mask)
         if rounding == "l2":
             z0, _ = round_to_embeddings(z0, table)
         elif rounding == "logits":
@@ -238,8 +304,13 @@ def sample_loop(
         a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype)
         a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype)
         noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None
-        z = sampler.step(z0, z, a_t.to(z.device), a_prev.to(z.device), noise)
-        if doubtful is not None:  # the same ε, with the absorbing state as those words' z_0
+        if centre is None:
+            z = sampler.step(z0, z, a_t.to(z.device), a_prev.to(z.device), noise)
+        else:  # the process of z - m
+            z = centre + sampler.step(z0 - centre, z - centre, a_t.to(z.device), a_prev.to(z.device), noise)
+        if doubtful is not None and centre is not None:  # DiffuSeq-v2: an absorbed word is m, clean
+            z = torch.where(doubtful[..., None], centre.expand_as(z), z)
+        elif doubtful is not None:  # the same ε, with the absorbing state as those words' z_0
             state = model.absorbing_state.to(z.dtype)
             z = z + torch.where(doubtful[..., None], a_prev.to(z.device).sqrt() * (state - z0), torch.zeros_like(z))
         z = torch.where(keep, source_emb, z)  # anchoring: the source part is EMB(x) again

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -35,11 +36,18 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     """
     if distributed.launched_by_torchrun():
         return _torchrun_worker(cfg, progress, resume)
-    cfg, tokenizer = prepare_run(cfg, resume)
-    if cfg.world_size > 1:
-        _check_picklable(progress)
-        return distributed.spawn(_worker, cfg.world_size, (cfg, tokenizer.to_str(), progress, resume))
-    return _worker(0, cfg, tokenizer.to_str(), progress, resume)
+    run = Path(cfg.out)
+    new_folder = not run.exists()
+    try:
+        cfg, tokenizer = prepare_run(cfg, resume)
+        if cfg.world_size > 1:
+            _check_picklable(progress)
+            return distributed.spawn(_worker, cfg.world_size, (cfg, tokenizer.to_str(), progress, resume))
+        return _worker(0, cfg, tokenizer.to_str(), progress, resume)
+    except BaseException:
+        if new_folder and run.is_dir() and latest_checkpoint(run) is None:
+            shutil.rmtree(run, ignore_errors=True)  # a run that never saved leaves no empty folder behind
+        raise
 
 
 def _check_picklable(progress) -> None:
@@ -58,7 +66,17 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     Bad data, options or files fail here, as one clean error, before any worker starts.
     """
     run = Path(cfg.out)
-    run.mkdir(parents=True, exist_ok=True)
+    _check_data_file(cfg.data, "training data")
+    if cfg.valid:
+        _check_data_file(cfg.valid, "--valid")
+    if cfg.init:
+        _check_data_file(Path(cfg.init) / "config.json", "--init (a model folder)")
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"--out {run}: exists and is not a folder; choose another --out")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {run}: cannot create the run folder ({exc.strerror or exc})") from None
     world = world_size or cfg.world_size
     if cfg.batch_size % world:
         raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
@@ -82,6 +100,15 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     return cfg, tokenizer
 
 
+def _check_data_file(path, what: str) -> None:
+    """A usage error (exit 2) for a file that is missing or a folder, before anything is written."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {p}: is a folder, not a file")
+    if not p.is_file():
+        raise UsageError(f"{what} {p}: no such file")
+
+
 def _prepare_tokenizer(cfg: TrainConfig, run: Path, resuming: bool) -> TextTokenizer:
     """The run's own tokenizer when resuming; else ``--tokenizer``; else a BPE trained on the data (cached)."""
     saved = run / "tokenizer.json"
@@ -89,6 +116,8 @@ def _prepare_tokenizer(cfg: TrainConfig, run: Path, resuming: bool) -> TextToken
         return _load_tokenizer(saved)
     if cfg.tokenizer:
         tok = _load_tokenizer(cfg.tokenizer)
+    elif cfg.init:
+        tok = _load_tokenizer(Path(cfg.init) / "tokenizer.json")
     else:
         cached = run / "cache" / f"bpe-{file_hash(cfg.data)[:20]}-v{cfg.vocab_size}.json"
         if cached.exists():

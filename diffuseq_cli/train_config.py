@@ -16,21 +16,23 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import POSITIONS, PRESETS, ROUNDINGS
+from .config import ABSORBING_KINDS, POSITIONS, PRESETS, REGIONS, ROUNDINGS
 from .errors import UsageError
 
 TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
+
+DEFAULT_LENGTH_LOSS = 0.1  # small: the length head must not steer the shared training
 
 RECIPES: dict[str, dict] = {
     "paper": dict(
         lr=1e-4, warmup=0, grad_clip=0.0, ema=0.9999, ema_warmup=False, diffusion_steps=2000, schedule="sqrt",
         seq_len=128, weight_decay=0.0, embed_dim=128, self_condition=False, token_loss=0.0, dropout=None,
-        rounding="l2", positions="absolute", absorbing=0.0,
+        rounding="l2", positions="absolute", absorbing=0.0, absorbing_kind="replace", regions="padded", length_loss=0.0,
     ),
     "fast": dict(
         lr=1e-3, warmup=500, grad_clip=1.0, ema=0.9999, ema_warmup=True, diffusion_steps=2000, schedule="sqrt",
         seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False, token_loss=1.0, dropout=0.0,
-        rounding="logits", positions="segment", absorbing=0.5,
+        rounding="logits", positions="segment", absorbing=0.5, absorbing_kind="replace", regions="padded", length_loss=0.0,
     ),
 }
 
@@ -56,6 +58,10 @@ class TrainConfig:
     dropout: float | None = 0.0  # None: the preset's
     rounding: str = "logits"  # how the trained model's reverse process rounds (stored in its config.json)
     absorbing: float = 0.5  # share of target tokens put in the learned absorbing state at t = T (0: off)
+    absorbing_kind: str = "replace"  # replace (ours) | v2 (DiffuSeq-v2 as published); config.ABSORBING_KINDS
+    regions: str = "padded"  # target regions: padded (target, then [PAD]s) | exact (the target alone, length head)
+    length_loss: float = 0.0  # weight of the length head's cross-entropy (exact regions; 0 there: 0.1)
+    init: str | None = None  # a model folder whose weights (and tokenizer) the run starts from
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch
@@ -103,6 +109,14 @@ class TrainConfig:
             raise UsageError(f"--token-loss must be a finite number, 0 or more (got {self.token_loss})")
         if not 0.0 <= self.absorbing <= 1.0:  # also rejects NaN
             raise UsageError(f"--absorbing must be in [0, 1] (got {self.absorbing})")
+        if self.absorbing_kind not in ABSORBING_KINDS:
+            raise UsageError(f"--absorbing-kind must be one of {', '.join(ABSORBING_KINDS)}, not {self.absorbing_kind!r}")
+        if self.regions not in REGIONS:
+            raise UsageError(f"--regions must be one of {', '.join(REGIONS)}, not {self.regions!r}")
+        if not (math.isfinite(self.length_loss) and self.length_loss >= 0):
+            raise UsageError(f"--length-loss must be a finite number, 0 or more (got {self.length_loss})")
+        if self.length_loss > 0 and self.regions != "exact":
+            raise UsageError("--length-loss trains a length head, which needs --regions exact")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UsageError("--dropout must be in [0, 1)")
         if self.timesteps not in TIMESTEP_SAMPLERS:
@@ -114,6 +128,13 @@ class TrainConfig:
         world = self.world_size
         if self.batch_size % world:
             raise UsageError(f"--batch-size {self.batch_size} is not divisible by the {world} processes")
+
+    @property
+    def length_weight(self) -> float:
+        """The length head's loss weight: exact regions always train one (0.1 unless set)."""
+        if self.regions != "exact":
+            return 0.0
+        return self.length_loss or DEFAULT_LENGTH_LOSS
 
     @property
     def world_size(self) -> int:
@@ -135,7 +156,7 @@ class TrainConfig:
 
 # What runs saved before the token loss, segment positions, dropout and rounding options trained with.
 _BEFORE_LEVERS = {"timesteps": "loss-aware", "positions": "absolute", "token_loss": 0.0, "dropout": None, "rounding": "l2",
-                  "absorbing": 0.0}
+                  "absorbing": 0.0, "absorbing_kind": "replace", "regions": "padded", "length_loss": 0.0}
 
 
 def with_recipe(recipe: str, **explicit) -> TrainConfig:

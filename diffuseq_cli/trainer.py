@@ -11,6 +11,7 @@ Only rank 0 writes checkpoints and logs. The paper's recipe: section 4.1; the lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .checkpoint import LoadedModel
+from .checkpoint import LoadedModel, initial_weights, read_config
 from .config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
 from .diffusion import Diffusion, LossAwareSampler, absorbing_positions
@@ -61,13 +62,27 @@ class TrainResult:
 
 
 def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The preset's sizes, with ``--config`` fields, then ``--embed-dim``, ``--self-condition``, ``--positions``, ``--dropout``, ``--absorbing``."""
+    """The preset's sizes, with ``--config`` fields, then ``--embed-dim``, ``--self-condition``, ``--positions``, ``--dropout``, ``--absorbing``.
+
+    With ``--init MODEL``: that model's shape, with the absorbing state and length head the
+    recipe asks for (what the model lacks starts fresh).
+    """
+    if cfg.init:
+        base = read_config(Path(cfg.init)).model
+        if base.vocab_size != vocab_size:
+            raise UsageError(f"--init {cfg.init} has a vocabulary of {base.vocab_size}, the tokenizer {vocab_size}; "
+                             "leave out --tokenizer to use the model's own")
+        if base.max_positions < cfg.seq_len:
+            raise UsageError(f"--init {cfg.init} has {base.max_positions} positions, fewer than --seq-len {cfg.seq_len}")
+        return dataclasses.replace(base, absorbing_state=cfg.absorbing > 0, length_head=cfg.regions == "exact",
+                                   **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
     overrides = {k: v for k, v in cfg.model_overrides.items() if k not in ("train", "vocab_size")}
     if cfg.embed_dim:
         overrides.setdefault("embed_dim", cfg.embed_dim)
     overrides.setdefault("self_condition", cfg.self_condition)
     overrides.setdefault("positions", cfg.positions)
     overrides["absorbing_state"] = cfg.absorbing > 0  # the vector exists exactly when training uses it
+    overrides["length_head"] = cfg.regions == "exact"  # exact regions need their size predicted
     if cfg.dropout is not None:
         overrides.setdefault("dropout", cfg.dropout)
     max_positions = overrides.pop("max_positions", max(cfg.seq_len, 8))
@@ -101,15 +116,19 @@ class Trainer:
         p99, ratio = length_stats(self.data)
         self.folder_config = ModelFolderConfig(
             model=build_model_config(cfg, tokenizer.vocab_size),
-            diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule, rounding=cfg.rounding, absorbing=cfg.absorbing),
+            diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule, rounding=cfg.rounding,
+                                      absorbing=cfg.absorbing, absorbing_kind=cfg.absorbing_kind),
             sequence=SequenceConfig(
                 seq_len=cfg.seq_len, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
-                target_len_p99=p99, target_ratio_p99=round(ratio, 4),
+                target_len_p99=p99, target_ratio_p99=round(ratio, 4), regions=cfg.regions,
             ),
             source=f"diffuseq train {Path(cfg.data).name}",
         )
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.model = DiffuSeqTransformer(self.folder_config.model).to(self.device)
+        self.model = DiffuSeqTransformer(self.folder_config.model)
+        if cfg.init:
+            self.model.load_state_dict(initial_weights(Path(cfg.init), self.model), strict=True)
+        self.model.to(self.device)
         # Dropout draws from the global generators: a different stream on each rank.
         torch.manual_seed(noise_seed(cfg.seed, 0, placement.rank, stream=1))
         self.ema = [p.detach().clone() for p in self.model.parameters()]
@@ -237,7 +256,8 @@ class Trainer:
     def train_step(self) -> dict:
         cfg, pl, dev = self.cfg, self.pl, self.device
         index = self.next_batch()
-        ids_np, mask_np = collate(self.data, index, self.tok.pad_id)
+        exact = cfg.regions == "exact"
+        ids_np, mask_np, real_np = collate(self.data, index, self.tok.pad_id, exact=exact)
         B, L = ids_np.shape
         # Global draws, identical on every rank; each rank keeps its contiguous slice.
         t, weights = self.sampler.sample(B, self.gen)
@@ -247,11 +267,13 @@ class Trainer:
         lo, hi = pl.rank * per, (pl.rank + 1) * per
         ids = torch.from_numpy(ids_np[lo:hi]).to(dev)
         mask = torch.from_numpy(mask_np[lo:hi]).to(dev)
+        real = torch.from_numpy(real_np[lo:hi]).to(dev) if exact else None
         t_loc, w_loc, sc_loc = t[lo:hi].to(dev), weights[lo:hi].to(dev), sc_mask[lo:hi].to(dev)
         eps0, noise = self.batch_noise(lo, hi, L)
         absorb = None
         if absorb_u is not None:
-            absorb = absorbing_positions(absorb_u[lo:hi].to(dev), t_loc, self.diffusion.num_steps, cfg.absorbing, mask)
+            p = self.diffusion.absorb_probability(t[lo:hi], cfg.absorbing)
+            absorb = absorbing_positions(absorb_u[lo:hi].to(dev), p.to(dev), mask)
         micro = min(cfg.microbatch or per, per)
         module = self.ddp or self.model
         lr = self.opt.param_groups[0]["lr"]
@@ -267,6 +289,7 @@ class Trainer:
                     losses = self.diffusion.training_losses(
                         _Forward(module, self.model), ids[sl], mask[sl], t_loc[sl], eps0[sl], noise[sl], sc_loc[sl],
                         token_weight=cfg.token_loss, absorb=None if absorb is None else absorb[sl],
+                        key_mask=None if real is None else real[sl], length_weight=cfg.length_weight,
                     )
                 # Sum over the microbatch / the local batch: accumulated, this is the local mean,
                 # and DDP's average over ranks makes it the mean over the global batch.
@@ -317,7 +340,8 @@ class Trainer:
         total = 0.0
         for lo in range(0, n, chunk):
             index = np.arange(lo, min(lo + chunk, n))
-            ids_np, mask_np = collate(self.valid, index, self.tok.pad_id)
+            exact = self.cfg.regions == "exact"
+            ids_np, mask_np, real_np = collate(self.valid, index, self.tok.pad_id, exact=exact)
             shape = (len(index), ids_np.shape[1], d)
             eps0, noise = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
             with autocast(self.precision, self.device):
@@ -325,6 +349,7 @@ class Trainer:
                     self.model, torch.from_numpy(ids_np).to(self.device), torch.from_numpy(mask_np).to(self.device),
                     t_all[index].to(self.device), eps0.to(self.device), noise.to(self.device),
                     torch.zeros(len(index), dtype=torch.bool, device=self.device), token_weight=self.cfg.token_loss,
+                    key_mask=torch.from_numpy(real_np).to(self.device) if exact else None, length_weight=self.cfg.length_weight,
                 )
             total += float(losses.loss.float().sum())
         return total / n
@@ -353,6 +378,13 @@ class Trainer:
         if self.batch_pos > 0:
             self.batches = epoch_batches(self.data.lengths, self.cfg.batch_size, self.cfg.seed, self.epoch)
         return Path(path)
+
+    def _eta(self, spent: float, done: int) -> float:
+        """Seconds left: to ``--steps`` at this session's pace, or to ``--max-minutes`` if that comes first."""
+        eta = spent / max(done, 1) * (self.cfg.steps - self.step)
+        if self.cfg.max_minutes:
+            eta = min(eta, max(0.0, self.cfg.max_minutes * 60 - spent))
+        return eta
 
     def _out_of_time(self, start: float) -> bool:
         if not self.cfg.max_minutes:
@@ -394,7 +426,7 @@ class Trainer:
                     record = {"step": self.step, "loss": round(out["loss"], 5), "lr": out["lr"],
                               "grad_norm": round(out["grad_norm"], 4), "samples_per_s": round(window_samples / dt, 2),
                               "tokens_per_s": round(window_tokens / dt, 1), "elapsed_s": round(self.elapsed(), 1),
-                              "eta_s": round((now - start) / done * (cfg.steps - self.step), 1)}
+                              "eta_s": round(self._eta(now - start, done), 1)}
                     window_t, window_tokens, window_samples = now, 0, 0
                 if self.pl.is_main and self.valid is not None and cfg.valid_every and self.step % cfg.valid_every == 0:
                     record = record or {"step": self.step}
@@ -412,7 +444,10 @@ class Trainer:
                 if out_of_time:
                     break
         except BaseException as exc:
-            self._emit({"event": "stopped", "step": self.step, "reason": str(exc) or type(exc).__name__})
+            last = latest_checkpoint(self.run_dir) if self.pl.is_main else None
+            self._emit({"event": "stopped", "step": self.step, "reason": str(exc) or type(exc).__name__,
+                        "interrupted": isinstance(exc, KeyboardInterrupt), "last": str(last) if last else None,
+                        "resume": f"diffuseq train {cfg.data} --out {cfg.out} --resume"})
             raise
         seconds = time.perf_counter() - start
         self._emit({"event": "done", "step": self.step, "seconds": seconds, "path": str(last_ckpt) if last_ckpt else None})
@@ -438,3 +473,6 @@ class _Forward:
     @property
     def absorbing_state(self):
         return self._module.absorbing_state
+
+    def length_logits(self, ids, source_mask):
+        return self._module.length_logits(ids, source_mask)

@@ -43,13 +43,18 @@ def test_share_grows_linearly_with_t_and_stays_on_the_target():
     mask[:, 1000:] = True
     u = torch.rand(B, L, generator=g)
     t = torch.tensor([0, 49, 99, 99])
-    picked = absorbing_positions(u, t, T, 0.5, mask)
+    diff = Diffusion(DiffusionConfig(steps=T))
+
+    def absorbed(t, share):
+        return absorbing_positions(u, diff.absorb_probability(t, share), mask)
+
+    picked = absorbed(t, 0.5)
     assert not picked[:, :1000].any()  # the source is never touched
     rates = picked[:, 1000:].float().mean(dim=1)
     expected = torch.tensor([0.005, 0.25, 0.5, 0.5])
     assert torch.allclose(rates, expected, atol=0.03), rates
-    assert picked[2:].sum() > 0 and not absorbing_positions(u, t, T, 0.0, mask).any()
-    assert absorbing_positions(u, torch.full((B,), T - 1), T, 1.0, mask).equal(mask)  # share 1 at t=T: all of it
+    assert picked[2:].sum() > 0 and not absorbed(t, 0.0).any()
+    assert absorbed(torch.full((B,), T - 1), 1.0).equal(mask)  # share 1 at t=T: all of it
 
 
 def test_absorbed_tokens_enter_as_the_state_and_are_still_asked_for_the_true_words():

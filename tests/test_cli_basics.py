@@ -47,6 +47,11 @@ def test_unknown_option_is_a_usage_error():
 
 def test_library_errors_are_one_red_line_without_traceback(tmp_path):
     r = run("convert", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "out"))
-    assert r.returncode == 1
+    assert r.returncode == 2  # a missing input file is a usage error, for every command
     assert "Traceback" not in r.stderr
     assert "missing.pt" in r.stderr and r.stderr.strip().count("\n") == 0
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = run("convert", str(bad), "-o", str(tmp_path / "out"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+    assert "not an official DiffuSeq checkpoint" in r.stderr and "weights_only" not in r.stderr

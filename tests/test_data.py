@@ -132,7 +132,7 @@ def test_collate_pads_inside_the_target_region(tok):
     offsets = np.concatenate([[0], np.cumsum(lens)])
     data = TokenizedData(np.concatenate([np.array(s, dtype=np.int32) for s, _ in seqs]), offsets,
                          np.array([n for _, n in seqs], dtype=np.int32))
-    ids, mask = collate(data, np.array([1, 0]), tok.pad_id)
+    ids, mask, _ = collate(data, np.array([1, 0]), tok.pad_id)
     assert ids.shape == (2, 16)  # longest 12, rounded up to 8
     for row, i in enumerate([1, 0]):
         seq, n_src = seqs[i]

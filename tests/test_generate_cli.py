@@ -145,17 +145,30 @@ def test_an_over_long_line_is_truncated_with_a_warning_count(run, model, tmp_pat
     assert [json.loads(line)["truncated"] for line in out.splitlines()] == [False, True, True]
 
 
-def test_undecodable_bytes_name_the_line_and_leave_no_output_file(run, model, tmp_path):
+def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, model, tmp_path):
+    good = [f"question number {i}?" for i in range(40)]
     path = tmp_path / "bad.txt"
-    path.write_bytes(b"first line\nsecond \xff\xfe line\nthird\n")
+    path.write_bytes(("\n".join(good) + "\n").encode() + b"second \xff\xfe line\nthird\n")
     out_file = tmp_path / "out.txt"
-    code, out, err = gen(run, model, "-i", path, "-o", out_file)
+    code, out, err = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4)
     assert code == 1
-    assert "bad.txt:2" in err and "UTF-8" in err and "Traceback" not in err
-    assert not out_file.exists()
-    out_file.write_text("old content\n")
-    code, _, _ = gen(run, model, "-i", path, "-o", out_file)
-    assert code == 1 and not out_file.exists()
+    assert "bad.txt:41" in err and "UTF-8" in err and "Traceback" not in err
+    kept = out_file.read_text().splitlines()
+    assert 0 < len(kept) <= 40 and f"{len(kept)} finished lines are in {out_file}" in err and "--resume" in err
+    # fixed input, --resume: the same file as one clean run
+    path.write_text("\n".join(good + ["second line", "third"]) + "\n")
+    code, _, _ = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4, "--resume")
+    clean = tmp_path / "clean.txt"
+    assert code == 0 and gen(run, model, "-i", path, "-o", clean)[0] == 0
+    assert out_file.read_bytes() == clean.read_bytes()
+
+
+def test_the_input_file_is_never_the_output(run, model, tmp_path):
+    path = tmp_path / "same.txt"
+    path.write_text("how do i learn python?\n")
+    code, _, err = gen(run, model, "-i", path, "-o", path)
+    assert code == 2 and "is the input file" in err
+    assert path.read_text() == "how do i learn python?\n"
 
 
 def test_unknown_task_and_missing_model_are_usage_errors(run, tmp_path, sources):
@@ -242,7 +255,6 @@ def test_help_examples_render_and_work(run, model, tmp_path, monkeypatch):
     Path("ema_0.9999_050000.pt").symlink_to(OFFICIAL_TINY / "ema_0.9999_000100.pt")
     # The official fixture is bert-shaped but small: 4 heads and a 60-word vocabulary.
     Path("vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(56)]) + "\n")
-    monkeypatch.setattr(official, "load_official", functools.partial(official.load_official, num_heads=4))
     monkeypatch.setitem(tasks.TASKS, "paraphrase", tasks.TaskEntry("paraphrase", "test", model))
     for example in examples:
         words = shlex.split(example)
@@ -255,6 +267,8 @@ def test_help_examples_render_and_work(run, model, tmp_path, monkeypatch):
             target = words[words.index(">") + 1]
             words = words[:words.index(">")]
         args = words[1:] + ["-q"]
+        if any(a.endswith(".pt") for a in args):
+            args += ["--heads", "4"]
         if "--steps" in args:  # the test checkpoint has T = 50
             args[args.index("--steps") + 1] = "50"
         if "--resume" in args:  # interrupt a first run mid-line, then resume it

@@ -69,7 +69,7 @@ def test_a_folder_of_a_newer_format_is_refused(tmp_path, tokenizer):
     cfg = ModelFolderConfig(model=preset("tiny", tokenizer.vocab_size, max_positions=32))
     save_model_folder(tmp_path / "m", cfg, DiffuSeqTransformer(cfg.model), tokenizer, "# card\n")
     data = json.loads((tmp_path / "m" / "config.json").read_text())
-    (tmp_path / "m" / "config.json").write_text(json.dumps({**data, "format_version": 3}))
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**data, "format_version": 4}))
     with pytest.raises(DiffuseqError, match="newer"):
         load_model_folder(tmp_path / "m")
 

@@ -109,7 +109,7 @@ def test_each_rank_trains_on_its_own_half_of_the_global_batch(tmp_path, tokenize
     single = Trainer(cfg, tok, distributed.Placement(0, 1, torch.device("cpu")), None)
     for step in range(2):
         index = single.next_batch()
-        ids, _ = collate(single.data, index, tok.pad_id)
+        ids, _, _ = collate(single.data, index, tok.pad_id)
         half0 = torch.cat(r0["ids"][2 * step: 2 * step + 2])  # two microbatches of 4 per rank and step
         half1 = torch.cat(r1["ids"][2 * step: 2 * step + 2])
         assert half0.shape[0] == half1.shape[0] == 8

@@ -1,14 +1,20 @@
 """A built wheel carries the embedded model and runs `generate --task paraphrase` offline in a fresh venv.
 
 The venv reuses this interpreter's site-packages for the heavy dependencies (torch) but gets
-diffuseq only from the wheel, so the check is about what the wheel contains.
+diffuseq only from the wheel, so the check is about what the wheel contains. "This interpreter"
+may itself run in a venv (as the README's install does): its site-packages are named in a
+``.pth`` file of the new venv, after the venv's own, as plain paths, so the editable install's
+import hook in them is not run and the wheel's copy comes first.
 """
 
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
+
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +38,10 @@ def test_wheel_contains_model_and_generates_offline(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=True).create(env_dir)
     py = env_dir / "bin" / "python"
+    own = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    outer = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (Path(own) / "outer_site_packages.pth").write_text("".join(p + "\n" for p in outer))
     # pip of this interpreter installs into the venv via --prefix-free target: use the venv's python -m pip
     # through the system pip module (system site-packages are visible).
     subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--force-reinstall", "-q", str(wheel)],

@@ -29,7 +29,7 @@ PerLineOpt = Annotated[
     int, typer.Option("--num-samples", "-n", min=1, help="Each predictions file holds K consecutive lines per reference.")
 ]
 MbrOpt = Annotated[bool, typer.Option("--mbr", help="Add a row for the MBR choice (summed sentence BLEU) among the samples.")]
-SourcesOpt = Annotated[Optional[Path], typer.Option("--sources", "-s", help="Source file: add the copy-the-source baseline row.")]
+SourcesOpt = Annotated[Optional[Path], typer.Option("--sources", "-s", help="Source file: add the copy-the-source baseline row, iBLEU and the share of outputs equal to their source.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table (rich, on stderr), json or text (on stdout).")]
 BertOpt = Annotated[bool, typer.Option("--bertscore", help="Add BERTScore F1 (needs the 'bertscore' extra).")]
 BertModelOpt = Annotated[Optional[str], typer.Option("--bertscore-model", help="BERTScore model (implies --bertscore).")]
@@ -98,11 +98,15 @@ def _table(report) -> None:
     from rich.table import Table
 
     bert = any(row.bertscore is not None for row in report.rows())
+    src = report.source is not None
     table = Table(title=f"{report.lines} lines, {report.samples} sample(s) per source")
-    for header in ["", "BLEU", "ROUGE-L", "dist-1", "avg len"] + (["BERTScore"] if bert else []):
+    headers = ["", "BLEU", "ROUGE-L", "dist-1", "avg len", "repeats"] + (["iBLEU", "copies"] if src else [])
+    for header in headers + (["BERTScore"] if bert else []):
         table.add_column(header, justify="left" if not header else "right")
     for i, row in enumerate(report.rows()):
-        cells = [f"{row.bleu:.4f}", f"{row.rouge_l:.4f}", f"{row.dist_1:.4f}", f"{row.avg_len:.2f}"]
+        cells = [f"{row.bleu:.4f}", f"{row.rouge_l:.4f}", f"{row.dist_1:.4f}", f"{row.avg_len:.2f}", f"{row.repeat:.1%}"]
+        if src:
+            cells += [f"{row.ibleu:.4f}", f"{row.copy:.1%}"]
         if bert:
             cells.append("" if row.bertscore is None else f"{row.bertscore:.4f}")
         table.add_row(row.name, *cells, end_section=i == len(report.files) - 1)
@@ -110,7 +114,9 @@ def _table(report) -> None:
     console.print(table)
     if report.self_bleu is not None:
         console.print(f"self-BLEU {report.self_bleu:.4f}   div-4 {report.div_4:.4f}")
-    console.print(f"[dim]{report.signature}[/]")
+    console.print("[dim]repeats: lines with a word repeated immediately"
+                  + ("; iBLEU = 0.8·BLEU − 0.2·BLEU against the source; copies: lines equal to their source" if src else "")
+                  + f"[/]\n[dim]{report.signature}[/]")
 
 
 class _progress:

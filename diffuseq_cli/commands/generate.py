@@ -16,9 +16,14 @@ class Sampler(str, Enum):
 
 
 class Length(str, Enum):
+    predict = "predict"
     auto = "auto"
     full = "full"
 
+
+class RemaskSchedule(str, Enum):
+    trained = "trained"
+    linear = "linear"
 
 
 
@@ -28,15 +33,19 @@ def generate(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder, official .pt, or ORG/NAME\\[@REV] on the Hub.")] = None,
     task: Annotated[Optional[str], typer.Option("--task", help="Use this task's model when --model is not given (default: paraphrase).")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for an official .pt (vocab.txt or tokenizer.json).")] = None,
+    heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads of an official .pt (not stored in it; bert-base has 12).")] = 12,
     num_samples: NumSamplesOpt = 1,
     mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Denoising steps, up to the model's T (default: 20 with ddim, T with ddpm).")] = None,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler.ddim,
-    length: Annotated[Length, typer.Option("--length", help="auto: size the target region from the model's length statistics; full: always seq_len (the official layout).")] = Length.auto,
+    length: Annotated[Optional[Length], typer.Option("--length", help="predict: the target region is exactly the length the model's length head predicts; auto: sized from the model's length statistics, padded; full: always seq_len (the official layout) (default: predict for models with a length head, else auto).", show_default=False)] = None,
+    lengths: Annotated[int, typer.Option("--lengths", min=1, help="With --length predict: spread the -n candidates over this many most likely lengths (a length beam; MBR picks among all).")] = 1,
     rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
     strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = 1.0,
     remask: Annotated[Optional[bool], typer.Option("--remask/--no-remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict) (default: on for models trained with --absorbing).")] = None,
+    remask_schedule: Annotated[RemaskSchedule, typer.Option("--remask-schedule", help="trained: re-mask the share the model was trained with at each step; linear: from all words at the start to none at the end (mask-predict).")] = RemaskSchedule.trained,
+    remask_repeats: Annotated[bool, typer.Option("--remask-repeats", help="With re-masking: also re-mask every word equal to the word before it, so that no stutter is kept while steps remain.")] = False,
     dedup: Annotated[bool, typer.Option("--dedup", help="Collapse runs of the same word in each output (\"so so big\" -> \"so big\"), the usual clean-up of non-autoregressive outputs; off: the paper's decoding.")] = False,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
@@ -76,7 +85,8 @@ def generate(
         raise UsageError("--mbr needs -n 2 or more candidates")
     run_generate(
         input=input, output=output, model=model, task=task, tokenizer=tokenizer, num_samples=num_samples, mbr=mbr,
-        mbr_metric=mbr_metric.value, steps=steps, sampler=sampler.value, length=length.value, seed=seed,
-        rounding=rounding.value if rounding else None, strength=strength, remask=remask, dedup=dedup, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
+        mbr_metric=mbr_metric.value, steps=steps, sampler=sampler.value, length=length.value if length else None, lengths=lengths,
+        seed=seed, rounding=rounding.value if rounding else None, strength=strength, remask=remask,
+        remask_schedule=remask_schedule.value, remask_repeats=remask_repeats, dedup=dedup, heads=heads, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
         precision=precision.value if precision else None, resume=resume, quiet=quiet,
     )

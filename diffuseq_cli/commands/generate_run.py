@@ -4,10 +4,9 @@ Everything that computes lives in the library (`generate.py`, `generation.py`); 
 module only connects files and terminals to it.
 
 Output files: written as results come, flushed per line, so that an interrupted job
-(Ctrl-C, a killed process) leaves the lines finished so far for `--resume`. A job that
-fails on bad input or options removes the file it was writing (with `--resume`, it cuts
-the file back to what it held before), so no partial result is left looking like a
-finished one.
+(Ctrl-C, a killed process, a bad input line late in the file) leaves the lines finished so
+far for `--resume`, and says how many there are. Bad options and unreadable inputs fail before
+the output file is touched; an output file that is the input itself is refused.
 """
 
 from __future__ import annotations
@@ -25,14 +24,14 @@ from ..errors import DiffuseqError, UsageError
 DEFAULT_DDIM_STEPS = 20
 
 
-def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu"):
+def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu", heads: int = 12):
     from ..checkpoint import load_model_folder
     from ..hub import resolve_model
     from ..official import load_official
 
     resolved = resolve_model(model, task=None if model else (task or "paraphrase"), quiet=quiet)
     if resolved.kind == "official":
-        loaded = load_official(resolved.path, tokenizer_path=tokenizer)
+        loaded = load_official(resolved.path, tokenizer_path=tokenizer, num_heads=heads)
     else:
         loaded = load_model_folder(resolved.path)
     loaded.model.to(device).eval()
@@ -68,6 +67,13 @@ def _count_lines(input: str) -> int | None:
         return sum(1 for _ in f)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _check_input(input: str) -> None:
     """Fail before loading the model (and before touching -o) when the input cannot be read."""
     if input == "-":
@@ -79,10 +85,11 @@ def _check_input(input: str) -> None:
         raise UsageError(f"{p}: no such file")
 
 
-def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, seed, rounding, strength, remask, dedup,
+def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, lengths, seed,
+                 rounding, strength, remask, remask_schedule, remask_repeats, dedup, heads=12,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
-    from ..generation import SamplingOptions, remask_share, visited_steps
+    from ..generation import SamplingOptions, length_mode, remask_share, visited_steps
 
     _check_input(input)
     from ..precision import resolve_device
@@ -91,18 +98,23 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     from ..precision import resolve_precision
 
     precision = resolve_precision(precision, device)
-    loaded = load_model(model, task, tokenizer, quiet, device)
+    loaded = load_model(model, task, tokenizer, quiet, device, heads)
     T = loaded.config.diffusion.steps
     if steps is None:
         steps = min(DEFAULT_DDIM_STEPS, T) if sampler == "ddim" else T
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be between 1 and the model's T = {T}")
-    sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, rounding=rounding, strength=strength, remask=remask, dedup=dedup)
-    if remask:
-        try:
+    sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, lengths=lengths, rounding=rounding,
+                               strength=strength, remask=remask, remask_schedule=remask_schedule,
+                               remask_repeats=remask_repeats, dedup=dedup)
+    try:
+        if remask:
             remask_share(loaded.config, remask)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        if lengths > 1 and length_mode(loaded.config, length) != "predict":
+            raise ValueError("--lengths needs --length predict (a model with a length head)")
+        length_mode(loaded.config, length)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     steps = len(visited_steps(sampling, T))  # fewer than asked when --strength starts below T-1
     if sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
@@ -112,6 +124,8 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     )
     skip, keep_bytes = 0, 0
     out_path = Path(output) if output and output != "-" else None
+    if out_path is not None and input != "-" and _same_file(out_path, Path(input)):
+        raise UsageError(f"{out_path} is the input file; writing to it would destroy it (choose another -o)")
     if out_path is not None:
         if resume:
             skip, keep_bytes = lines_done(out_path, fmt, num_samples, mbr)
@@ -143,13 +157,11 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(0)
-    except DiffuseqError:
-        if out_path is not None:
+    except DiffuseqError as exc:
+        if out_path is not None:  # keep every finished line: --resume continues after the input is fixed
             sink.close()
-            if resume:
-                os.truncate(out_path, keep_bytes)
-            else:
-                out_path.unlink(missing_ok=True)
+            exc.note = (f"{skip + lines} finished lines are in {out_path}; fix the input and add --resume to "
+                        "continue after them")
         raise
     except KeyboardInterrupt:
         if out_path is not None and not quiet:

@@ -111,6 +111,12 @@ def training_reporter(quiet: bool, event: dict) -> None:
         line = f"[yellow]warning:[/] {_escape(event['message'])}"
         (_live.print(line) if _live is not None else _print(line))
         return
+    if kind == "stopped":
+        _stop_live()
+        if event.get("interrupted") or not quiet:
+            where = f"the last complete checkpoint is {event['last']}" if event.get("last") else "no checkpoint was saved yet"
+            _print(f"stopped at step {event['step']}: {_escape(where)}; continue with: {_escape(event['resume'])}")
+        return
     if quiet:
         return
     if kind == "start":
@@ -132,8 +138,6 @@ def training_reporter(quiet: bool, event: dict) -> None:
     elif kind == "done":
         _stop_live()
         _print(f"done: step {event['step']} in {_eta(event['seconds'])}")
-    elif kind == "stopped":
-        _stop_live()
 
 
 def _print(text: str) -> None:
