@@ -38,9 +38,12 @@ LENGTHS = ("auto", "full", "predict")
 ROW_MULTIPLE = 8  # B·L is padded up to a multiple of this (see the module docstring)
 
 
+DEFAULT_DDIM_STEPS = 20  # what `generate`, the Python API and the training probe sample with, unless told
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
-    steps: int | None = None  # None: all of the model's T
+    steps: int | None = None  # None: DEFAULT_DDIM_STEPS with ddim, all of the model's T with ddpm (``sampling_steps``)
     sampler: str = "ddim"  # ddim over the visited steps, or ddpm (ancestral)
     eta: float = 0.0
     seed: int = 0
@@ -268,10 +271,17 @@ def remask_share(config, asked: bool | None = None) -> float:
     return config.diffusion.absorbing if has and asked is not False else 0.0
 
 
+def sampling_steps(opts: SamplingOptions, T: int) -> int:
+    """The number of steps asked for: ``opts.steps``, else DEFAULT_DDIM_STEPS with ddim and T with ddpm."""
+    if opts.steps is not None:
+        return opts.steps
+    return min(DEFAULT_DDIM_STEPS, T) if opts.sampler == "ddim" else T
+
+
 def visited_steps(opts: SamplingOptions, T: int) -> list[int]:
-    """The timesteps a sample visits: ``opts.steps`` (default all) from strength·(T-1) down to 0, at most all of them."""
+    """The timesteps a sample visits: ``sampling_steps`` from strength·(T-1) down to 0, at most all of them."""
     start = round(opts.strength * (T - 1))
-    return step_schedule(min(opts.steps or T, start + 1), T, start)
+    return step_schedule(min(sampling_steps(opts, T), start + 1), T, start)
 
 
 def source_copied_into_target(ids: torch.Tensor, target_mask: torch.Tensor, pad_id: int) -> torch.Tensor:

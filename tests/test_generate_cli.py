@@ -286,3 +286,15 @@ def test_help_examples_render_and_work(run, model, tmp_path, monkeypatch):
         if "--resume" in args:
             assert Path("out.txt").read_bytes() == whole
     assert len(Path("out.jsonl").read_text().splitlines()) == 4
+
+
+def test_the_api_samples_with_the_commands_defaults(run, model, sources):
+    """DiffuSeq.generate without steps= takes generate's 20 DDIM steps, not all T (one home for the default)."""
+    from diffuseq_cli.api import DiffuSeq
+
+    code, out, _ = run("generate", "-m", model, "-i", sources, "-q")
+    assert code == 0
+    api = DiffuSeq.from_pretrained(model).generate(SOURCES)
+    assert [c[0] for c in api] == out.splitlines()
+    all_steps = DiffuSeq.from_pretrained(model).generate(SOURCES[:3], steps=50)
+    assert [c[0] for c in all_steps] != out.splitlines()[:3]

@@ -21,8 +21,6 @@ import typer
 
 from ..errors import DiffuseqError, UsageError
 
-DEFAULT_DDIM_STEPS = 20
-
 
 def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu", heads: int = 12):
     from ..checkpoint import load_model_folder
@@ -89,7 +87,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
                  rounding, strength, remask, remask_schedule, remask_repeats, dedup, heads=12,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
-    from ..generation import SamplingOptions, length_mode, remask_share, visited_steps
+    from ..generation import SamplingOptions, length_mode, remask_share, sampling_steps, visited_steps
 
     _check_input(input)
     from ..precision import resolve_device
@@ -100,8 +98,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     precision = resolve_precision(precision, device)
     loaded = load_model(model, task, tokenizer, quiet, device, heads)
     T = loaded.config.diffusion.steps
-    if steps is None:
-        steps = min(DEFAULT_DDIM_STEPS, T) if sampler == "ddim" else T
+    steps = sampling_steps(SamplingOptions(steps=steps, sampler=sampler), T)
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be between 1 and the model's T = {T}")
     sampling = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, lengths=lengths, rounding=rounding,
