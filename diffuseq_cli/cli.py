@@ -7,12 +7,13 @@ one place; ``--debug`` shows the traceback instead.
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from . import __version__
 from .errors import DiffuseqError
+from .threads import configure as configure_threads
 
 app = typer.Typer(
     name="diffuseq",
@@ -38,10 +39,14 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="CPU threads per process (default: torch's, with a passive wait policy that stays fast when other jobs share the cores).", show_default=False)
+    ] = None,
 ):
     """DiffuSeq: train, generate, rerank and evaluate seq2seq diffusion models."""
     global _DEBUG
     _DEBUG = debug or bool(os.environ.get("DIFFUSEQ_DEBUG"))
+    configure_threads(threads)
 
 
 from .commands import convert as _convert  # noqa: E402

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import DiffuseqError
+from .threads import usable_cpus
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def init(device_kind: str, gpus: tuple[int, ...]) -> Placement:
         if "OMP_NUM_THREADS" not in os.environ:
             # N processes on one machine share its cores instead of each taking all of them.
             local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+            torch.set_num_threads(max(1, usable_cpus() // max(1, local_world)))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return Placement(rank, world, dev)
