@@ -143,8 +143,13 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     progress = _Progress(input, skip, quiet or (sink is sys.stdout and sys.stdout.isatty()))
     try:
         for result in generate_stream(loaded, sources, opts, start_line=skip):
-            sink.write(format_result(result, fmt, num_samples, mbr))
-            sink.flush()
+            try:
+                sink.write(format_result(result, fmt, num_samples, mbr))
+                sink.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # a full disk, a file that takes no writes
+                raise DiffuseqError(f"{output}: cannot write ({exc.strerror or exc})") from None
             lines += 1
             candidates += len(result.candidates)
             truncated += result.truncated
@@ -155,9 +160,8 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(0)
     except DiffuseqError as exc:
-        if out_path is not None:  # keep every finished line: --resume continues after the input is fixed
-            sink.close()
-            exc.note = (f"{skip + lines} finished lines are in {out_path}; fix the input and add --resume to "
+        if out_path is not None and lines + skip:  # keep every finished line: --resume continues after the fix
+            exc.note = (f"{skip + lines} finished lines are in {out_path}; fix the problem and add --resume to "
                         "continue after them")
         raise
     except KeyboardInterrupt:
@@ -167,7 +171,10 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     finally:
         progress.close()
         if sink is not sys.stdout:
-            sink.close()
+            try:
+                sink.close()
+            except OSError:
+                pass  # already reported by the write that failed
     seconds = time.perf_counter() - start
     if truncated:
         print(f"warning: {truncated} source line(s) longer than the model's sequence were truncated", file=sys.stderr)

@@ -1,0 +1,111 @@
+"""Bad input through the installed `diffuseq` entry point, as a user meets it (issue 15).
+
+Each case checks: the exit status, a short stderr without a traceback, nothing on stdout,
+and that no file that existed before is lost or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paths import OFFICIAL_TINY, QQP_VALID
+
+
+def _entry_point() -> list[str]:
+    script = Path(sys.executable).with_name("diffuseq")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("diffuseq")
+    return [found] if found else [sys.executable, "-m", "diffuseq_cli"]
+
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def diffuseq(*args, cwd=None):
+    return subprocess.run([*_entry_point(), *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+def assert_clean_failure(r, code: int, *pieces: str):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 3, r.stderr
+    assert r.stdout == ""
+    for piece in pieces:
+        assert piece in r.stderr, r.stderr
+
+
+@pytest.fixture
+def files(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(QQP_VALID.read_text().splitlines(keepends=True)[:40]))
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me\n")
+    return tmp_path, data, existing
+
+
+def test_train_refuses_bad_paths_without_tracebacks_or_leftovers(files):
+    tmp, data, existing = files
+    assert_clean_failure(diffuseq("train", tmp), 2, "is a folder")
+    assert_clean_failure(diffuseq("train", data, "--out", existing), 2, "not a folder")
+    assert existing.read_text() == "keep me\n"
+    assert_clean_failure(diffuseq("train", data, "--out", existing / "sub"), 2, "cannot create")
+    assert_clean_failure(diffuseq("train", data, "--out", "/proc/diffuseq-x"), 2, "cannot create")
+    assert_clean_failure(diffuseq("train", tmp / "missing.jsonl", "--out", tmp / "run1"), 2, "no such file")
+    assert not (tmp / "run1").exists()
+    assert_clean_failure(diffuseq("train", data, "--out", tmp / "run2", "--gpus", "4", "--preset", "tiny"), 2, "--gpus")
+    assert not (tmp / "run2").exists()  # a failed start leaves no empty run folder
+
+
+def test_generate_never_destroys_its_input_and_reports_unwritable_outputs(files):
+    tmp, _, existing = files
+    assert_clean_failure(diffuseq("generate", "-i", existing, "-o", existing, "--steps", "2"), 2, "is the input file")
+    assert existing.read_text() == "keep me\n"
+    r = diffuseq("generate", "-i", existing, "-o", "/proc/version", "--steps", "2")
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_convert_names_a_non_checkpoint_without_unsafe_advice(files):
+    tmp, _, _ = files
+    bad = tmp / "x.pt"
+    bad.write_bytes(b"\x80\x02not a pickle at all")
+    r = diffuseq("convert", bad, "--tokenizer", OFFICIAL_TINY / "vocab.txt", "-o", tmp / "out")
+    assert_clean_failure(r, 1, "not an official DiffuSeq checkpoint")
+    assert "weights_only" not in r.stderr and "will likely succeed" not in r.stderr
+    assert not (tmp / "out").exists()
+
+
+def test_evaluate_refuses_empty_references_and_rerank_writes_nothing_when_misaligned(files):
+    tmp, _, _ = files
+    empty = tmp / "empty.txt"
+    empty.write_text("")
+    assert_clean_failure(diffuseq("evaluate", empty, empty), 1, "empty")
+    a, b = tmp / "a.txt", tmp / "b.txt"
+    a.write_text("one\ntwo\nthree\nfour\n")
+    b.write_text("one\ntwo\nthree\n")
+    assert_clean_failure(diffuseq("rerank", a, b), 1, "line-aligned")
+
+
+def test_missing_inputs_are_usage_errors_for_every_command(files):
+    tmp, data, _ = files
+    missing = tmp / "missing.txt"
+    for args in (("train", missing), ("generate", "-i", missing), ("evaluate", missing, data),
+                 ("rerank", missing, missing), ("convert", tmp / "missing.pt", "-o", tmp / "o")):
+        assert_clean_failure(diffuseq(*args), 2)
+
+
+def test_threads_option_overrides_the_environment_with_a_note():
+    r = subprocess.run([*_entry_point(), "--threads", "1", "evaluate", "--help"], capture_output=True, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0 and "--threads 1 overrides OMP_NUM_THREADS=2" in r.stderr
+    probe = "import os; from diffuseq_cli.threads import configure; configure(); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's choice stays
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "ACTIVE"
