@@ -96,7 +96,8 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     from ..precision import resolve_precision
 
     precision = resolve_precision(precision, device)
-    loaded = load_model(model, task, tokenizer, quiet, device, heads)
+    with _status("loading the model", quiet):
+        loaded = load_model(model, task, tokenizer, quiet, device, heads)
     T = loaded.config.diffusion.steps
     steps = sampling_steps(SamplingOptions(steps=steps, sampler=sampler), T)
     if not 1 <= steps <= T:
@@ -187,6 +188,27 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
         )
 
 
+class _status:
+    """A transient spinner with a message on stderr while slow set-up runs (a terminal only)."""
+
+    def __init__(self, message: str, quiet: bool):
+        self.message, self.live = message, None
+        self.enabled = not quiet and sys.stderr.isatty()
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+
+            self.live = Console(stderr=True).status(self.message)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            self.live.stop()
+        return False
+
+
 class _Progress:
     """A rich progress bar (lines/s, ETA) on stderr when it is a terminal; nothing otherwise."""
 
@@ -195,12 +217,13 @@ class _Progress:
         if quiet or not sys.stderr.isatty():
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                             transient=True, console=Console(stderr=True), redirect_stdout=False, redirect_stderr=False)
-        self.task = self.bar.add_task("gen", total=_count_lines(input), completed=done, rate="")
+        # Until the first line is out, say what is happening: the first batch fills and runs.
+        self.task = self.bar.add_task("first batch", total=_count_lines(input), completed=done, rate="")
         self.start, self.count = time.perf_counter(), 0
         self.bar.start()
 
@@ -208,7 +231,7 @@ class _Progress:
         if self.bar is not None:
             self.count += 1
             rate = self.count / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} lines/s")
+            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} lines/s", description="generating")
 
     def close(self) -> None:
         if self.bar is not None:
