@@ -1,0 +1,67 @@
+"""The CUDA path (issue 14): run by ``bench/gpu_run.py`` on a lent GPU; skipped where there is none.
+
+Each has a CPU test of the same logic elsewhere: batch invariance (test_generate.py), resume
+(test_train_resume.py), precision handling (test_train.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from diffuseq_cli.checkpoint import load_model_folder
+from diffuseq_cli.diffusion import Diffusion
+from diffuseq_cli.generation import SamplingOptions, prepare, sample_jobs
+
+from helpers_models import build_tiny_model, train_tiny_fast
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+SOURCES = ["how do i learn python quickly?", "what is the capital of france?", "why is the sky blue?",
+           "how can i lose weight fast?", "what is love?", "which phone should i buy?"]
+
+
+def test_sampling_gives_the_same_tokens_for_any_batch_and_order_on_cuda(tmp_path):
+    """fp32 on CUDA: a row's tokens do not depend on the rows beside it (cuBLAS may pick other
+    kernels per batch shape; tokens must still agree; the z_0 samples within 1e-4)."""
+    loaded = load_model_folder(build_tiny_model(tmp_path / "m"), device="cuda")
+    diff = Diffusion(loaded.config.diffusion)
+    opts = SamplingOptions(steps=10)
+    jobs = prepare(loaded, SOURCES, 0, opts)
+    by_len: dict[int, list] = {}
+    for j in jobs:
+        by_len.setdefault(j.length, []).append(j)
+    for group in by_len.values():
+        together = sample_jobs(loaded, diff, group * 2, [0] * len(group) + [1] * len(group), opts, torch.device("cuda"))
+        for i, job in enumerate(group):
+            alone = sample_jobs(loaded, diff, [job], [0], opts, torch.device("cuda"))[0]
+            assert alone == together[i]
+        reversed_ = sample_jobs(loaded, diff, group[::-1], [0] * len(group), opts, torch.device("cuda"))
+        assert reversed_[::-1] == together[: len(group)]
+
+
+def test_a_bf16_training_step_is_finite_and_close_to_fp32(tmp_path, tokenizer_file):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        result = train_tiny_fast(tmp_path / precision, tokenizer_file, device="cuda", precision=precision, steps=3,
+                                 regions="exact", absorbing_kind="v2")
+        records = [json.loads(x) for x in (result.run / "metrics.jsonl").read_text().splitlines()]
+        losses[precision] = [r["loss"] for r in records if "loss" in r]
+    assert all(torch.isfinite(torch.tensor(losses["bf16"])))
+    assert abs(losses["bf16"][0] - losses["fp32"][0]) < 0.05 * abs(losses["fp32"][0])
+
+
+def test_one_gpu_trains_resumes_and_its_model_generates_on_cpu(tmp_path, tokenizer_file):
+    from diffuseq_cli.api import DiffuSeq
+
+    run = tmp_path / "run"
+    from diffuseq_cli.train import train
+    from diffuseq_cli.train_config import read_run_config, resume_config
+
+    first = train_tiny_fast(run, tokenizer_file, gpus=(0,), steps=2, save_every=2)
+    resumed = train(resume_config(read_run_config(run), steps=4), resume=True)
+    assert first.step == 2 and resumed.step == 4
+    out = DiffuSeq.from_pretrained(str(resumed.last_checkpoint)).generate(SOURCES[:2], steps=5)
+    assert len(out) == 2 and all(isinstance(c[0], str) for c in out)
