@@ -4,8 +4,8 @@ A recipe is a set of defaults; explicit options override it. ``paper`` is the
 paper's recipe (section 4.1: AdamW at 1e-4 decaying linearly to 0, no warmup or
 clipping, EMA 0.9999, T = 2000, d = 128, 128 positions, the paper's loss and L2 rounding);
 ``fast`` is ours, tuned for small models on modest hardware: warm-up and clipping, the token
-loss, segment positions, no dropout, head-argmax rounding, a learned absorbing state
-(docs/training.md: how it was chosen).
+loss, segment positions, no dropout, head-argmax rounding, DiffuSeq-v2's learned absorbing
+state, exact target regions with a length head (docs/training.md: how it was chosen).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RECIPES: dict[str, dict] = {
     "fast": dict(
         lr=1e-3, warmup=500, grad_clip=1.0, ema=0.9999, ema_warmup=True, diffusion_steps=2000, schedule="sqrt",
         seq_len=64, weight_decay=0.0, embed_dim=None, self_condition=False, token_loss=1.0, dropout=0.0,
-        rounding="logits", positions="segment", absorbing=0.5, absorbing_kind="replace", regions="padded", length_loss=0.0,
+        rounding="logits", positions="segment", absorbing=0.5, absorbing_kind="v2", regions="exact", length_loss=0.0,
     ),
 }
 
@@ -58,8 +58,8 @@ class TrainConfig:
     dropout: float | None = 0.0  # None: the preset's
     rounding: str = "logits"  # how the trained model's reverse process rounds (stored in its config.json)
     absorbing: float = 0.5  # share of target tokens put in the learned absorbing state at t = T (0: off)
-    absorbing_kind: str = "replace"  # replace (ours) | v2 (DiffuSeq-v2 as published); config.ABSORBING_KINDS
-    regions: str = "padded"  # target regions: padded (target, then [PAD]s) | exact (the target alone, length head)
+    absorbing_kind: str = "v2"  # v2 (DiffuSeq-v2 as published) | replace (ours before); config.ABSORBING_KINDS
+    regions: str = "exact"  # target regions: exact (the target alone, length head) | padded (target, then [PAD]s)
     length_loss: float = 0.0  # weight of the length head's cross-entropy (exact regions; 0 there: 0.1)
     init: str | None = None  # a model folder whose weights (and tokenizer) the run starts from
     steps: int = 10000

@@ -104,7 +104,7 @@ def test_option_is_checked_and_in_the_fast_recipe_only(tmp_path):
 
 
 def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, capsys):
-    result = train_tiny_fast(tmp_path / "run", tokenizer_file, absorbing=0.5)
+    result = train_tiny_fast(tmp_path / "run", tokenizer_file, absorbing=0.5, absorbing_kind="replace", regions="padded")
     loaded = load_model_folder(result.last_checkpoint)
     assert loaded.config.model.absorbing_state and loaded.model.absorbing_state.shape == (loaded.config.model.embed_dim,)
     assert loaded.config.diffusion.absorbing == 0.5  # the share --remask uses
@@ -124,7 +124,7 @@ def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, 
     api = DiffuSeq(loaded).generate(["how do i learn python?", "what is love?"], steps=5, remask=False)
     assert [c[0] for c in api] == outs["--no-remask"].splitlines()
     # without --absorbing the model has no such vector, and the folder stays as before
-    plain = train_tiny_fast(tmp_path / "run2", tokenizer_file, steps=1, absorbing=0.0)
+    plain = train_tiny_fast(tmp_path / "run2", tokenizer_file, steps=1, absorbing=0.0, regions="padded")
     assert not hasattr(load_model_folder(plain.last_checkpoint).model, "absorbing_state")
     capsys.readouterr()
     for flag in (None, "--no-remask"):  # fine for any model

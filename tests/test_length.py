@@ -127,9 +127,11 @@ def test_exact_lengths_fit_the_sequence_and_keep_the_beam_order():
 
 def test_options_need_exact_regions_for_a_length_loss():
     with pytest.raises(UsageError, match="--regions exact"):
-        with_recipe("fast", data="x.jsonl", length_loss=0.5)
+        with_recipe("fast", data="x.jsonl", length_loss=0.5, regions="padded")
     cfg = with_recipe("fast", data="x.jsonl", regions="exact")
-    assert cfg.length_weight == 0.1 and with_recipe("fast", data="x.jsonl").length_weight == 0.0
+    assert cfg.length_weight == 0.1 and with_recipe("fast", data="x.jsonl", regions="padded").length_weight == 0.0
+    assert with_recipe("fast", data="x.jsonl", length_loss=0.5).length_weight == 0.5
+    assert with_recipe("paper", data="x.jsonl").length_weight == 0.0  # the paper's layout: padded, no head
 
 
 def test_trained_exact_model_predicts_lengths_and_spreads_candidates(tmp_path, tokenizer_file, capsys):
@@ -155,7 +157,7 @@ def test_trained_exact_model_predicts_lengths_and_spreads_candidates(tmp_path, t
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(rows) == 2 and all(len(r["candidates"]) == 4 for r in rows)
     # a model without a head: --length predict and --lengths are usage errors
-    plain = train_tiny_fast(tmp_path / "plain", tokenizer_file, steps=1)
+    plain = train_tiny_fast(tmp_path / "plain", tokenizer_file, steps=1, regions="padded")
     for flags in (["--length", "predict"], ["--lengths", "2"]):
         with pytest.raises(SystemExit) as exc:
             main(["generate", "-m", str(plain.last_checkpoint), "-i", str(src), "--steps", "3", "-q", *flags])
@@ -164,7 +166,7 @@ def test_trained_exact_model_predicts_lengths_and_spreads_candidates(tmp_path, t
 
 
 def test_init_starts_from_the_folders_weights(tmp_path, tokenizer_file):
-    base = train_tiny_fast(tmp_path / "base", tokenizer_file, steps=1)
+    base = train_tiny_fast(tmp_path / "base", tokenizer_file, steps=1, regions="padded")
     run = train_tiny_fast(tmp_path / "ft", None, init=str(base.last_checkpoint), regions="exact", steps=1, lr=0.0,
                           warmup=0, tokenizer=None)
     before = load_model_folder(base.last_checkpoint).model.state_dict()

@@ -119,7 +119,7 @@ def test_recipes_and_validation():
 
 
 def test_trained_folder_keeps_rounding_and_dropout_and_generate_can_override(tmp_path, tokenizer_file, capsys):
-    result = train_tiny_fast(tmp_path / "run", tokenizer_file, dropout=0.2)
+    result = train_tiny_fast(tmp_path / "run", tokenizer_file, dropout=0.2, absorbing_kind="replace", regions="padded")
     loaded = load_model_folder(result.last_checkpoint)
     assert loaded.config.diffusion.rounding == "logits" and loaded.config.model.dropout == 0.2
     assert loaded.config.model.positions == "segment" and loaded.model.segment_embedding is not None
