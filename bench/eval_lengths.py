@@ -25,11 +25,6 @@ QQP_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "QQP" / "v
 REGIONS = ("reference", "source", "predict", "auto", "full")
 
 
-def stutters(text: str) -> bool:
-    words = text.split()
-    return any(a == b for a, b in zip(words, words[1:]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -44,12 +39,13 @@ def main() -> None:
     ap.add_argument("--remask-repeats", action="store_true")
     ap.add_argument("--remask", action=argparse.BooleanOptionalAction)
     ap.add_argument("--dedup", action="store_true")
+    ap.add_argument("--avoid-copy", action="store_true", help="generate --avoid-copy (with -n > 1)")
     ap.add_argument("--save", help="write the chosen outputs of each setting to SAVE-REGION.txt")
     args = ap.parse_args()
 
     from diffuseq_cli.checkpoint import load_model_folder
-    from diffuseq_cli.mbr import mbr_select
-    from diffuseq_cli.metrics import rouge_l, sentence_bleu
+    from diffuseq_cli.mbr import mbr_select, prefer_changed
+    from diffuseq_cli.metrics import ibleu, repeats_word, rouge_l, sentence_bleu
 
     pairs = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()][: args.lines]
     srcs = [" ".join(p["src"].split()) for p in pairs]
@@ -68,14 +64,22 @@ def main() -> None:
         with ProcessPoolExecutor(args.jobs) as pool:
             cands = [c for part in pool.map(_generate_offset_task, tasks) for c in part]
         seconds = time.perf_counter() - t0
-        chosen = [c[mbr_select(c).index] if args.n > 1 else c[0] for c in cands]
+        def choose(c, src):
+            if args.n == 1:
+                return c[0]
+            out = mbr_select(c)
+            return c[(prefer_changed(out, c, src) if args.avoid_copy else out).index]
+
+        chosen = [choose(c, s) for c, s in zip(cands, srcs)]
         n = len(pairs)
         report = {
             "region": region, "steps": args.steps, "n": args.n, "lengths": args.lengths, "lines": n,
             "remask_schedule": args.remask_schedule, "remask_repeats": args.remask_repeats, "dedup": args.dedup,
+            "avoid_copy": args.avoid_copy, "data": Path(args.data).parent.name,
             "bleu": round(sum(sentence_bleu(h, r) for h, r in zip(chosen, refs)) / n, 4),
             "rouge_l": round(sum(rouge_l(h, r) for h, r in zip(chosen, refs)) / n, 4),
-            "stutter_share": round(sum(map(stutters, chosen)) / n, 4),
+            "stutter_share": round(sum(map(repeats_word, chosen)) / n, 4),
+            "ibleu": round(sum(ibleu(sentence_bleu(h, r), sentence_bleu(h, s)) for h, r, s in zip(chosen, refs, srcs)) / n, 4),
             "copy_share": round(sum(h.split() == s.split() for h, s in zip(chosen, srcs)) / n, 4),
             "length_error": round(sum(abs(len(h.split()) - len(r.split())) for h, r in zip(chosen, refs)) / n, 2),
             "mean_words": round(sum(len(h.split()) for h in chosen) / n, 2),

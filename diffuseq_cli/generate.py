@@ -32,7 +32,7 @@ from .checkpoint import LoadedModel
 from .diffusion import Diffusion
 from .errors import DataError
 from .generation import Job, SamplingOptions, candidate_seed, decode_rows, model_device, prepare, sample_jobs
-from .mbr import MBROutput, get_utility, mbr_select
+from .mbr import MBROutput, get_utility, mbr_select, prefer_changed
 
 FORMATS = ("text", "jsonl")
 
@@ -43,6 +43,7 @@ class GenerateOptions:
     batch_size: int = 64  # candidates per model call (rounded down to whole lines, at least one line)
     mbr: bool = False
     mbr_metric: str = "bleu"
+    avoid_copy: bool = False  # with mbr: the best candidate that is not the source itself, when there is one
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     device: str | None = None  # None: where the model's weights are
     precision: str = "fp32"
@@ -165,6 +166,8 @@ def generate_stream(
             )
             if opts.mbr and n > 1:
                 result.mbr = mbr_select(cands, opts.mbr_metric)
+                if opts.avoid_copy:
+                    result.mbr = prefer_changed(result.mbr, cands, result.source)
             next_emit += 1
             yield result
 

@@ -36,6 +36,7 @@ def generate(
     heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads of an official .pt (not stored in it; bert-base has 12).")] = 12,
     num_samples: NumSamplesOpt = 1,
     mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
+    avoid_copy: Annotated[bool, typer.Option("--avoid-copy", help="With --mbr: choose the best candidate that is not the source itself, when there is one (paraphrasing).")] = False,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Denoising steps, up to the model's T (default: 20 with ddim, T with ddpm).")] = None,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler.ddim,
@@ -83,9 +84,11 @@ def generate(
         raise UsageError(f"--strength must be in (0, 1], got {strength}")
     if mbr and num_samples < 2:
         raise UsageError("--mbr needs -n 2 or more candidates")
+    if avoid_copy and not mbr:
+        raise UsageError("--avoid-copy chooses among candidates: it needs --mbr")
     run_generate(
         input=input, output=output, model=model, task=task, tokenizer=tokenizer, num_samples=num_samples, mbr=mbr,
-        mbr_metric=mbr_metric.value, steps=steps, sampler=sampler.value, length=length.value if length else None, lengths=lengths,
+        mbr_metric=mbr_metric.value, avoid_copy=avoid_copy, steps=steps, sampler=sampler.value, length=length.value if length else None, lengths=lengths,
         seed=seed, rounding=rounding.value if rounding else None, strength=strength, remask=remask,
         remask_schedule=remask_schedule.value, remask_repeats=remask_repeats, dedup=dedup, heads=heads, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
         precision=precision.value if precision else None, resume=resume, quiet=quiet,

@@ -83,7 +83,7 @@ def _check_input(input: str) -> None:
         raise UsageError(f"{p}: no such file")
 
 
-def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, steps, sampler, length, lengths, seed,
+def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr_metric, avoid_copy, steps, sampler, length, lengths, seed,
                  rounding, strength, remask, remask_schedule, remask_repeats, dedup, heads=12,
                  batch_size, fmt, input_format, device, precision, resume, quiet):
     from ..generate import GenerateOptions, format_result, generate_stream, lines_done
@@ -117,7 +117,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     if sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
     opts = GenerateOptions(
-        num_samples=num_samples, batch_size=batch_size, mbr=mbr, mbr_metric=mbr_metric, sampling=sampling,
+        num_samples=num_samples, batch_size=batch_size, mbr=mbr, mbr_metric=mbr_metric, avoid_copy=avoid_copy, sampling=sampling,
         device=device, precision=precision,
     )
     skip, keep_bytes = 0, 0
