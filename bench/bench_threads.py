@@ -2,9 +2,10 @@
 
     python bench/bench_threads.py --lines 32 -n 4
 
-Settings: torch's default threads as the command had them before (OpenMP's default wait
-policy: torch imported before the command could set one), today's default (a passive wait
-policy), and one thread (``--threads 1``). "busy": one other process spins a one-thread matrix
+Settings: torch's default threads as the command had them before (OpenMP's default spinning:
+torch imported before the command could set anything), today's default (a short spin, then
+sleep: ``diffuseq_cli/threads.py``), never spinning (OMP_WAIT_POLICY=PASSIVE), and one thread
+(``--threads 1``). "busy": one other process spins a one-thread matrix
 product loop on the same cores for the whole measurement, as another job on a shared machine
 would. Prints one JSON line per (load, setting) with the seconds and the ratio to the best
 setting under the same load.
@@ -43,10 +44,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     (tmp / "in.txt").write_text("\n".join(srcs) + "\n")
     gen = ["generate", "-i", str(tmp / "in.txt"), "-n", str(args.n), "-q", *(["-m", args.model] if args.model else [])]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     settings = {
         "old default (spinning wait)": ([sys.executable, "-c", OLD], gen),
-        "default (passive wait)": ([sys.executable, "-m", "diffuseq_cli"], gen),
+        "default (short spin)": ([sys.executable, "-m", "diffuseq_cli"], gen),
+        "OMP_WAIT_POLICY=PASSIVE": (["env", "OMP_WAIT_POLICY=PASSIVE", sys.executable, "-m", "diffuseq_cli"], gen),
         "--threads 1": ([sys.executable, "-m", "diffuseq_cli", "--threads", "1"], gen),
     }
     for load in ("quiet", "busy"):

@@ -104,8 +104,8 @@ def test_threads_option_overrides_the_environment_with_a_note():
     r = subprocess.run([*_entry_point(), "--threads", "1", "evaluate", "--help"], capture_output=True, text=True,
                        env=dict(os.environ, OMP_NUM_THREADS="2"))
     assert r.returncode == 0 and "--threads 1 overrides OMP_NUM_THREADS=2" in r.stderr
-    probe = "import os; from diffuseq_cli.threads import configure; configure(); print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's choice stays
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "ACTIVE"
+    probe = "import os; from diffuseq_cli.threads import configure; configure(); print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "1000"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own wait policy: nothing is added
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "None"
