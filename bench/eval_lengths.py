@@ -36,16 +36,17 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--data", default=str(QQP_VALID))
     ap.add_argument("--remask-schedule", default="trained")
-    ap.add_argument("--remask-repeats", action="store_true")
+    ap.add_argument("--remask-repeats", action=argparse.BooleanOptionalAction, help="default: the model's")
     ap.add_argument("--remask", action=argparse.BooleanOptionalAction)
     ap.add_argument("--dedup", action="store_true")
     ap.add_argument("--avoid-copy", action="store_true", help="generate --avoid-copy (with -n > 1)")
+    ap.add_argument("--variants", action="store_true",
+                    help="with -n > 1: also score --dedup, --avoid-copy and both, chosen from the same candidates")
     ap.add_argument("--save", help="write the chosen outputs of each setting to SAVE-REGION.txt")
     args = ap.parse_args()
 
     from diffuseq_cli.checkpoint import load_model_folder
-    from diffuseq_cli.mbr import mbr_select, prefer_changed
-    from diffuseq_cli.metrics import ibleu, repeats_word, rouge_l, sentence_bleu
+    from diffuseq_cli.generation import collapse_repeats
 
     pairs = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()][: args.lines]
     srcs = [" ".join(p["src"].split()) for p in pairs]
@@ -64,31 +65,48 @@ def main() -> None:
         with ProcessPoolExecutor(args.jobs) as pool:
             cands = [c for part in pool.map(_generate_offset_task, tasks) for c in part]
         seconds = time.perf_counter() - t0
-        def choose(c, src):
-            if args.n == 1:
-                return c[0]
-            out = mbr_select(c)
-            return c[(prefer_changed(out, c, src) if args.avoid_copy else out).index]
+        variants = [(args.dedup, args.avoid_copy)]
+        if args.variants and args.n > 1:
+            variants += [v for v in ((True, False), (False, True), (True, True)) if v != variants[0]]
+        for dedup, avoid in variants:
+            sets = [[collapse_repeats(x) for x in c] for c in cands] if dedup and not args.dedup else cands
+            chosen = [choose(c, src, args.n, avoid) for c, src in zip(sets, srcs)]
+            report = {
+                "region": region, "steps": args.steps, "n": args.n, "lengths": args.lengths, "lines": len(pairs),
+                "remask_schedule": args.remask_schedule, "remask_repeats": args.remask_repeats, "dedup": dedup,
+                "avoid_copy": avoid, "data": Path(args.data).parent.name, **score(chosen, refs, srcs),
+                "seconds": round(seconds, 1),
+            }
+            print(json.dumps(report), flush=True)
+            if args.save:
+                tag = "".join(["-dedup" if dedup else "", "-avoid" if avoid else ""])
+                Path(f"{args.save}-{region}{tag}.txt").write_text("".join(h + "\n" for h in chosen))
 
-        chosen = [choose(c, s) for c, s in zip(cands, srcs)]
-        n = len(pairs)
-        report = {
-            "region": region, "steps": args.steps, "n": args.n, "lengths": args.lengths, "lines": n,
-            "remask_schedule": args.remask_schedule, "remask_repeats": args.remask_repeats, "dedup": args.dedup,
-            "avoid_copy": args.avoid_copy, "data": Path(args.data).parent.name,
-            "bleu": round(sum(sentence_bleu(h, r) for h, r in zip(chosen, refs)) / n, 4),
-            "rouge_l": round(sum(rouge_l(h, r) for h, r in zip(chosen, refs)) / n, 4),
-            "stutter_share": round(sum(map(repeats_word, chosen)) / n, 4),
-            "ibleu": round(sum(ibleu(sentence_bleu(h, r), sentence_bleu(h, s)) for h, r, s in zip(chosen, refs, srcs)) / n, 4),
-            "copy_share": round(sum(h.split() == s.split() for h, s in zip(chosen, srcs)) / n, 4),
-            "length_error": round(sum(abs(len(h.split()) - len(r.split())) for h, r in zip(chosen, refs)) / n, 2),
-            "mean_words": round(sum(len(h.split()) for h in chosen) / n, 2),
-            "copy_source_bleu": round(sum(sentence_bleu(s, r) for s, r in zip(srcs, refs)) / n, 4),
-            "seconds": round(seconds, 1),
-        }
-        print(json.dumps(report), flush=True)
-        if args.save:
-            Path(f"{args.save}-{region}.txt").write_text("".join(h + "\n" for h in chosen))
+
+def choose(cands: list[str], src: str, n: int, avoid_copy: bool) -> str:
+    """What ``generate`` writes: the one sample, or the MBR choice (not a copy of the source, if asked)."""
+    from diffuseq_cli.mbr import mbr_select, prefer_changed
+
+    if n == 1:
+        return cands[0]
+    out = mbr_select(cands)
+    return cands[(prefer_changed(out, cands, src) if avoid_copy else out).index]
+
+
+def score(chosen: list[str], refs: list[str], srcs: list[str]) -> dict:
+    from diffuseq_cli.metrics import ibleu, repeats_word, rouge_l, sentence_bleu
+
+    n = len(chosen)
+    return {
+        "bleu": round(sum(sentence_bleu(h, r) for h, r in zip(chosen, refs)) / n, 4),
+        "rouge_l": round(sum(rouge_l(h, r) for h, r in zip(chosen, refs)) / n, 4),
+        "stutter_share": round(sum(map(repeats_word, chosen)) / n, 4),
+        "ibleu": round(sum(ibleu(sentence_bleu(h, r), sentence_bleu(h, s)) for h, r, s in zip(chosen, refs, srcs)) / n, 4),
+        "copy_share": round(sum(h.split() == s.split() for h, s in zip(chosen, srcs)) / n, 4),
+        "length_error": round(sum(abs(len(h.split()) - len(r.split())) for h, r in zip(chosen, refs)) / n, 2),
+        "mean_words": round(sum(len(h.split()) for h in chosen) / n, 2),
+        "copy_source_bleu": round(sum(sentence_bleu(s, r) for s, r in zip(srcs, refs)) / n, 4),
+    }
 
 
 def _generate_offset_task(task: tuple) -> list[list[str]]:

@@ -62,7 +62,9 @@ class SamplingOptions:
     # model was trained with (mask-predict). None: when the model was trained with ``--absorbing``.
     remask: bool | None = None
     remask_schedule: str = "trained"  # sampling.Remasking: the training share, or mask-predict's linear decay
-    remask_repeats: bool = False  # also re-mask a word equal to the one before it
+    # Also re-mask a word equal to the one before it. None: on for models trained with exact
+    # regions or DiffuSeq-v2's state (format 3), off for older ones, which decode as before.
+    remask_repeats: bool | None = None
     # Collapse runs of the same word in the decoded text ("so so so big" -> "so big"): the usual
     # post-processing of non-autoregressive outputs (Gu et al. 2018). Off: the paper's decoding.
     dedup: bool = False
@@ -245,7 +247,7 @@ def sample_batch(
             z_start = centre + diffusion.q_sample(model.embed(copied) - centre, t0, z_T.to(src_emb.dtype), mask)
         rounding = opts.rounding or diffusion.config.rounding
         share = remask_share(loaded.config, opts.remask)
-        remask = Remasking(share, opts.remask_schedule, opts.remask_repeats) if share > 0 else 0.0
+        remask = Remasking(share, opts.remask_schedule, repeats_default(loaded.config, opts.remask_repeats)) if share > 0 else 0.0
         out = sample_loop(model, diffusion, z_start.to(src_emb.dtype), src_emb, mask, steps, sampler, noise_fn, rounding, remask)
     return SampleOutput(sample=out.sample[:B], tokens=out.tokens[:B])
 
@@ -276,6 +278,13 @@ def sampling_steps(opts: SamplingOptions, T: int) -> int:
     if opts.steps is not None:
         return opts.steps
     return min(DEFAULT_DDIM_STEPS, T) if opts.sampler == "ddim" else T
+
+
+def repeats_default(config, asked: bool | None) -> bool:
+    """``remask_repeats``: as asked, else on for models of the exact-region / DiffuSeq-v2 recipe."""
+    if asked is not None:
+        return asked
+    return config.sequence.regions == "exact" or config.diffusion.absorbing_kind == "v2"
 
 
 def visited_steps(opts: SamplingOptions, T: int) -> list[int]:

@@ -46,7 +46,7 @@ def generate(
     strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = 1.0,
     remask: Annotated[Optional[bool], typer.Option("--remask/--no-remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict) (default: on for models trained with --absorbing).")] = None,
     remask_schedule: Annotated[RemaskSchedule, typer.Option("--remask-schedule", help="trained: re-mask the share the model was trained with at each step; linear: from all words at the start to none at the end (mask-predict).")] = RemaskSchedule.trained,
-    remask_repeats: Annotated[bool, typer.Option("--remask-repeats", help="With re-masking: also re-mask every word equal to the word before it, so that no stutter is kept while steps remain.")] = False,
+    remask_repeats: Annotated[Optional[bool], typer.Option("--remask-repeats/--no-remask-repeats", help="With re-masking: also re-mask every word equal to the word before it, so that no stutter is kept while steps remain (default: on for models trained with exact regions or DiffuSeq-v2's state).", show_default=False)] = None,
     dedup: Annotated[bool, typer.Option("--dedup", help="Collapse runs of the same word in each output (\"so so big\" -> \"so big\"), the usual clean-up of non-autoregressive outputs; off: the paper's decoding.")] = False,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
