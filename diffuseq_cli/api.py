@@ -87,7 +87,7 @@ class DiffuSeq:
     def generate(
         self, sources: list[str], num_samples: int = 1, steps: int | None = None, seed: int = 0,
         sampler: str = "ddim", batch_size: int = 64, length: str | None = None, rounding: str | None = None,
-        strength: float = 1.0, remask: bool | None = None, dedup: bool = False, lengths: int = 1,
+        strength: float = 1.0, remask: bool | None = None, dedup: bool | None = None, lengths: int | None = None,
         remask_schedule: str = "trained", remask_repeats: bool | None = None,
     ) -> list[list[str]]:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.

@@ -121,12 +121,29 @@ class SequenceConfig:
 
 
 @dataclass(frozen=True)
+class DecodingConfig:
+    """How a model's outputs are best decoded, as its maker measured it; ``generate`` options override.
+
+    Older folders have none of it and decode as before.
+    """
+
+    lengths: int = 1  # the length beam of --length predict (candidate k takes the (k mod K)-th likeliest length)
+    dedup: bool = False  # collapse runs of the same word in the decoded text
+    avoid_copy: bool = False  # with MBR: the best candidate that is not the source itself (paraphrasing)
+
+    def __post_init__(self):
+        if self.lengths < 1:
+            raise ValueError("decoding.lengths must be positive")
+
+
+@dataclass(frozen=True)
 class ModelFolderConfig:
     """Everything ``config.json`` of a model folder holds."""
 
     model: ModelConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
     format_version: int = field(default=FORMAT_VERSION, compare=False)  # as read; written: written_version()
     source: str = ""  # where the weights came from (training run, official checkpoint)
 
@@ -153,6 +170,7 @@ class ModelFolderConfig:
             model=_build(ModelConfig, data["model"]),
             diffusion=_build(DiffusionConfig, data.get("diffusion", {})),
             sequence=_build(SequenceConfig, data.get("sequence", {})),
+            decoding=_build(DecodingConfig, data.get("decoding", {})),
             format_version=version,
             source=data.get("source", ""),
         )

@@ -43,7 +43,7 @@ class GenerateOptions:
     batch_size: int = 64  # candidates per model call (rounded down to whole lines, at least one line)
     mbr: bool = False
     mbr_metric: str = "bleu"
-    avoid_copy: bool = False  # with mbr: the best candidate that is not the source itself, when there is one
+    avoid_copy: bool | None = None  # with mbr: the best candidate that is not the source itself; None: the model's
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     device: str | None = None  # None: where the model's weights are
     precision: str = "fp32"
@@ -166,7 +166,7 @@ def generate_stream(
             )
             if opts.mbr and n > 1:
                 result.mbr = mbr_select(cands, opts.mbr_metric)
-                if opts.avoid_copy:
+                if loaded.config.decoding.avoid_copy if opts.avoid_copy is None else opts.avoid_copy:
                     result.mbr = prefer_changed(result.mbr, cands, result.source)
             next_emit += 1
             yield result

@@ -51,7 +51,7 @@ class SamplingOptions:
     # length), "auto" (from the training length statistics, padded), "full" (seq_len, official).
     # None: predict for models with a length head, else auto.
     length: str | None = None
-    lengths: int = 1  # with "predict": candidates spread over this many most likely lengths (a length beam)
+    lengths: int | None = None  # with "predict": the length beam; None: the model's (config.json "decoding")
     multiple: int = 8  # round sequence lengths up to this, so more lines share a batch (auto)
     rounding: str | None = None  # l2 | logits | soft | none; None: the model's own (config.json "diffusion")
     # 1: start from pure noise (the paper). Below 1: start from the source copied into the target
@@ -66,13 +66,14 @@ class SamplingOptions:
     # regions or DiffuSeq-v2's state (format 3), off for older ones, which decode as before.
     remask_repeats: bool | None = None
     # Collapse runs of the same word in the decoded text ("so so so big" -> "so big"): the usual
-    # post-processing of non-autoregressive outputs (Gu et al. 2018). Off: the paper's decoding.
-    dedup: bool = False
+    # post-processing of non-autoregressive outputs (Gu et al. 2018). None: the model's
+    # (config.json "decoding"; off for older folders: the paper's decoding).
+    dedup: bool | None = None
 
     def __post_init__(self):
         if self.length not in (None, *LENGTHS):
             raise ValueError(f"length must be one of {', '.join(LENGTHS)}, got {self.length!r}")
-        if self.lengths < 1:
+        if self.lengths is not None and self.lengths < 1:
             raise ValueError(f"lengths must be positive, got {self.lengths}")
         if self.remask_schedule not in REMASK_SCHEDULES:
             raise ValueError(f"remask schedule must be one of {', '.join(REMASK_SCHEDULES)}, got {self.remask_schedule!r}")
@@ -181,7 +182,7 @@ def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: Sampli
     if target_words is not None:
         beams = [[w] for w in target_words]
     elif mode == "predict" and packed:
-        beams = predicted_lengths(loaded, [src for src, _ in packed], opts.lengths)
+        beams = predicted_lengths(loaded, [src for src, _ in packed], opts.lengths or loaded.config.decoding.lengths)
     else:
         beams = None
     jobs = []
@@ -261,7 +262,8 @@ def collapse_repeats(text: str) -> str:
 def decode_rows(loaded, rows, opts: SamplingOptions) -> list[str]:
     """Generated id rows -> target texts (up to the target's end), repeats collapsed if asked."""
     texts = loaded.tokenizer.decode(rows, until_end=True)
-    return [collapse_repeats(t) for t in texts] if opts.dedup else texts
+    dedup = loaded.config.decoding.dedup if opts.dedup is None else opts.dedup
+    return [collapse_repeats(t) for t in texts] if dedup else texts
 
 
 def remask_share(config, asked: bool | None = None) -> float:

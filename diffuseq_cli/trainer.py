@@ -24,7 +24,7 @@ import torch
 
 from . import distributed
 from .checkpoint import LoadedModel, initial_weights, read_config
-from .config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
+from .config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
 from .diffusion import Diffusion, LossAwareSampler, absorbing_positions
 from .errors import DiffuseqError, UsageError
@@ -122,6 +122,8 @@ class Trainer:
                 seq_len=cfg.seq_len, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
                 target_len_p99=p99, target_ratio_p99=round(ratio, 4), regions=cfg.regions,
             ),
+            # exact regions decode best with a length beam and repeats collapsed (docs/training.md)
+            decoding=DecodingConfig(lengths=3, dedup=True) if cfg.regions == "exact" else DecodingConfig(),
             source=f"diffuseq train {Path(cfg.data).name}",
         )
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank

@@ -1,12 +1,16 @@
 """Copy a training checkpoint into the package as the embedded paraphrase model (fp16 weights).
 
-    python scripts/embed_model.py runs/exp-fast/latest diffuseq_cli/models/paraphrase
+    python scripts/embed_model.py runs/final/checkpoints/step_00003200 diffuseq_cli/models/paraphrase \
+        --lengths 3 --dedup --avoid-copy
 
 The model card (README.md) is written by hand with the measured scores; this keeps an
-existing one. Weights are stored in fp16 (half the size) and loaded back as fp32.
+existing one. Weights are stored in fp16 (half the size) and loaded back as fp32. The decoding
+options become the folder's defaults (config.json "decoding"): what `generate` does with this
+model unless told otherwise.
 """
 
-import sys
+import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -15,12 +19,20 @@ from diffuseq_cli.checkpoint import CARD, load_model_folder, write_model_folder
 
 
 def main() -> None:
-    src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-    loaded = load_model_folder(src)
-    dst.mkdir(parents=True, exist_ok=True)
-    card = (dst / CARD).read_text() if (dst / CARD).exists() else (src / CARD).read_text()
-    write_model_folder(dst, loaded.config, loaded.model.state_dict(), loaded.tokenizer, card, dtype=torch.float16)
-    print(f"{dst}: {sum(p.stat().st_size for p in dst.iterdir()) / 1e6:.1f} MB")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("src", type=Path)
+    ap.add_argument("dst", type=Path)
+    ap.add_argument("--lengths", type=int, help="the length beam (default: the checkpoint's)")
+    ap.add_argument("--dedup", action=argparse.BooleanOptionalAction, help="collapse repeated words (default: the checkpoint's)")
+    ap.add_argument("--avoid-copy", action=argparse.BooleanOptionalAction, help="MBR avoids copies of the source")
+    args = ap.parse_args()
+    loaded = load_model_folder(args.src)
+    given = {k: v for k, v in dict(lengths=args.lengths, dedup=args.dedup, avoid_copy=args.avoid_copy).items() if v is not None}
+    config = dataclasses.replace(loaded.config, decoding=dataclasses.replace(loaded.config.decoding, **given))
+    args.dst.mkdir(parents=True, exist_ok=True)
+    card = (args.dst / CARD).read_text() if (args.dst / CARD).exists() else (args.src / CARD).read_text()
+    write_model_folder(args.dst, config, loaded.model.state_dict(), loaded.tokenizer, card, dtype=torch.float16)
+    print(f"{args.dst}: {sum(p.stat().st_size for p in args.dst.iterdir()) / 1e6:.1f} MB, decoding {config.decoding}")
 
 
 if __name__ == "__main__":

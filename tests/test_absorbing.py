@@ -177,14 +177,21 @@ def test_collapse_repeats_keeps_one_of_each_run_only():
     assert collapse_repeats("") == "" and collapse_repeats("  a  a b ") == "a b"
 
 
-def test_dedup_option_reaches_the_output(tmp_path, capsys):
-    src = tmp_path / "in.txt"  # the embedded model repeats words on these
+def test_dedup_option_reaches_the_output_and_is_the_embedded_models_default(tmp_path, capsys):
+    from helpers_models import build_tiny_model
+
+    src = tmp_path / "in.txt"
     src.write_text("Why is Tokyo so big?\nHave the Ancient Mayans been scientifically tested?\n")
-    outs = {}
-    for flags in ([], ["--dedup"]):
+    tiny = str(build_tiny_model(tmp_path / "tiny"))  # random weights: it repeats words
+
+    def run(*flags):
         with pytest.raises(SystemExit) as exc:
             main(["generate", "-i", str(src), "--steps", "10", "-n", "3", "-q", *flags])
         assert exc.value.code in (0, None)
-        outs[bool(flags)] = capsys.readouterr().out.splitlines()
-    assert len(outs[True]) == 6 and outs[True] == [collapse_repeats(t) for t in outs[False]]
-    assert outs[True] != outs[False]
+        return capsys.readouterr().out.splitlines()
+
+    plain, collapsed = run("-m", tiny, "--no-dedup"), run("-m", tiny, "--dedup")
+    assert len(collapsed) == 6 and collapsed == [collapse_repeats(t) for t in plain] and collapsed != plain
+    assert run("-m", tiny) == plain  # a folder without decoding defaults decodes as the paper does
+    # the embedded paraphrase model asks for it in its config.json ("decoding")
+    assert run() == [collapse_repeats(t) for t in run("--no-dedup")]

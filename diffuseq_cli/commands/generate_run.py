@@ -108,7 +108,7 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     try:
         if remask:
             remask_share(loaded.config, remask)
-        if lengths > 1 and length_mode(loaded.config, length) != "predict":
+        if lengths is not None and lengths > 1 and length_mode(loaded.config, length) != "predict":
             raise ValueError("--lengths needs --length predict (a model with a length head)")
         length_mode(loaded.config, length)
     except ValueError as exc:
