@@ -109,3 +109,40 @@ def test_threads_option_overrides_the_environment_with_a_note():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "1000"
     env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own wait policy: nothing is added
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip() == "None"
+
+
+def test_a_run_folder_as_model_means_its_latest_checkpoint(tmp_path, tokenizer_file):
+    from helpers_models import train_tiny_fast
+
+    result = train_tiny_fast(tmp_path / "run", tokenizer_file, steps=2, save_every=1)
+    src = tmp_path / "in.txt"
+    src.write_text("how do i learn python?\n")
+    by_run = diffuseq("generate", "-m", tmp_path / "run", "-i", src, "--steps", "3", "-q")
+    by_checkpoint = diffuseq("generate", "-m", result.last_checkpoint, "-i", src, "--steps", "3", "-q")
+    assert by_run.returncode == 0 and by_run.stdout == by_checkpoint.stdout and by_run.stdout.strip()
+    empty = tmp_path / "empty-run"
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "config.json").write_text("{}")
+    assert_clean_failure(diffuseq("generate", "-m", empty, "-i", src), 2, "no complete checkpoint")
+
+
+def test_training_eta_stops_at_max_minutes_and_an_interrupt_says_how_to_resume(tmp_path, tokenizer_file, capsys):
+    from diffuseq_cli.commands.progress import training_reporter
+    from diffuseq_cli.trainer import Trainer
+
+    class Fake:
+        _eta = Trainer._eta
+
+        def __init__(self, max_minutes):
+            from types import SimpleNamespace
+
+            self.cfg, self.step = SimpleNamespace(steps=1000, max_minutes=max_minutes), 100
+
+    assert Fake(0)._eta(60.0, 100) == pytest.approx(540.0)  # 900 steps at 0.6 s each
+    assert Fake(2)._eta(60.0, 100) == pytest.approx(60.0)  # but --max-minutes 2 ends it in 60 s
+    training_reporter(True, {"event": "stopped", "step": 7, "reason": "KeyboardInterrupt", "interrupted": True,
+                             "last": "runs/x/checkpoints/step_00000005",
+                             "resume": "diffuseq train d.jsonl --out runs/x --resume"})
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "step_00000005" in text and "--resume" in text  # shown even with --quiet
