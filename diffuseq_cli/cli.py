@@ -21,7 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain click help: clean at 80 columns, no <bool> placeholders
 )
 
 _DEBUG = False
@@ -40,7 +40,7 @@ def _root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     threads: Annotated[
-        Optional[int], typer.Option("--threads", min=1, help="CPU threads per process (default: torch's, with a passive wait policy that stays fast when other jobs share the cores).", show_default=False)
+        Optional[int], typer.Option("--threads", min=1, help="CPU threads per process (default: torch's, with a short spin-then-sleep wait that stays fast when other jobs share the cores).", show_default=False)
     ] = None,
 ):
     """DiffuSeq: train, generate, rerank and evaluate seq2seq diffusion models."""

@@ -1,5 +1,6 @@
 """The command's front door: --help, --version, start-up cost, exit codes."""
 
+import os
 import subprocess
 import sys
 
@@ -55,3 +56,13 @@ def test_library_errors_are_one_red_line_without_traceback(tmp_path):
     r = run("convert", str(bad), "-o", str(tmp_path / "out"))
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
     assert "not an official DiffuSeq checkpoint" in r.stderr and "weights_only" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["", "train", "generate", "rerank", "evaluate", "convert"])
+def test_help_fits_80_columns_without_placeholders_for_flags(command):
+    env = dict(os.environ, COLUMNS="80")
+    r = subprocess.run([sys.executable, "-m", "diffuseq_cli", *([command] if command else []), "--help"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0
+    assert all(len(line) <= 80 for line in r.stdout.splitlines()), [l for l in r.stdout.splitlines() if len(l) > 80]
+    assert "<bool>" not in r.stdout and "…" not in r.stdout and "[bold]" not in r.stdout

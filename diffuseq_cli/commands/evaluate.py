@@ -54,11 +54,10 @@ def evaluate(
 
     Examples:
 
+    \b
       diffuseq evaluate preds.txt refs.txt
-
-      diffuseq evaluate seed0.txt seed1.txt seed2.txt refs.txt --mbr --sources src.txt
-
-      diffuseq evaluate samples.txt refs.txt -n 10 --mbr --format json | jq .mbr.bleu
+      diffuseq evaluate s0.txt s1.txt s2.txt refs.txt --mbr --sources src.txt
+      diffuseq evaluate samples.txt refs.txt -n 10 --mbr -f json | jq .mbr.bleu
     """
     from ..errors import UsageError
     from ..evaluate import DEFAULT_BERTSCORE_MODEL, evaluate as run, load_inputs

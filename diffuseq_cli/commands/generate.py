@@ -30,7 +30,7 @@ class RemaskSchedule(str, Enum):
 def generate(
     input: Annotated[str, typer.Option("--input", "-i", help="Source lines (text, or JSONL with 'src'); '-' is stdin.")] = "-",
     output: OutputOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder, official .pt, or ORG/NAME\\[@REV] on the Hub.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder, official .pt, or ORG/NAME[@REV] on the Hub.")] = None,
     task: Annotated[Optional[str], typer.Option("--task", help="Use this task's model when --model is not given (default: paraphrase).")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for an official .pt (vocab.txt or tokenizer.json).")] = None,
     heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads of an official .pt (not stored in it; bert-base has 12).")] = 12,
@@ -63,16 +63,13 @@ def generate(
     An empty line gives an empty output line.
     The same --seed gives the same output for any --batch-size.
 
-    [bold]Examples[/]
+    Examples:
 
+    \b
       diffuseq generate --task paraphrase -i in.txt -n 10 --mbr > out.txt
-
       echo "how do i learn python?" | diffuseq generate -m runs/qqp/latest
-
       diffuseq generate -m runs/qqp/latest -i in.txt -n 5 -f jsonl -o out.jsonl
-
       diffuseq generate -m ema_0.9999_050000.pt --tokenizer vocab.txt -i in.txt
-
       diffuseq generate -m runs/qqp/latest -i big.txt -o out.txt --resume
     """
     from ..errors import UsageError

@@ -43,10 +43,9 @@ def rerank(
 
     Examples:
 
+    \b
       diffuseq rerank seed0.txt seed1.txt seed2.txt > best.txt
-
       diffuseq rerank candidates.txt -n 10 --nbest 3 > top3.txt
-
       diffuseq rerank generated.jsonl --format jsonl -o ranked.jsonl
     """
     from ..errors import DataError

@@ -10,17 +10,20 @@ import typer
 from ..errors import UsageError
 from .options import PrecisionOpt, QuietOpt, Rounding
 
-EPILOG = """[bold]Examples[/]
+EPILOG = """Examples:
 
-  diffuseq train data.jsonl                          # CPU, the fast recipe, small model
+\b
+  diffuseq train data.jsonl                  # CPU, fast recipe, small model
   diffuseq train data.jsonl --valid valid.jsonl --out runs/qqp --steps 20000
-  diffuseq train data.jsonl --gpus 4 --preset base --batch-size 2048 --recipe paper
-  diffuseq train data.jsonl --gpus 0,2               # two chosen GPUs
-  diffuseq train data.jsonl --out runs/qqp --resume  # continue after an interruption
-  torchrun --nnodes 2 --nproc-per-node 8 ... -m diffuseq_cli train data.jsonl --device cuda
+  diffuseq train data.jsonl --gpus 4 --preset base -b 2048 --recipe paper
+  diffuseq train data.jsonl --gpus 0,2       # two chosen GPUs
+  diffuseq train data.jsonl --out runs/qqp --resume   # after an interruption
+  diffuseq train data.jsonl --init runs/qqp/latest    # fine-tune a model
+  torchrun --nnodes 2 --nproc-per-node 8 ... -m diffuseq_cli train data.jsonl
 
-Options left out take the recipe's value (or the --config file's "train" section);
-when resuming, the run's saved settings. See docs/training-cli.md.
+Options left out take the recipe's value (or the --config file's "train" section); when
+resuming, the run's saved settings. Every option is described in docs/training-cli.md of
+the source repository.
 """
 
 
