@@ -146,3 +146,34 @@ def test_training_eta_stops_at_max_minutes_and_an_interrupt_says_how_to_resume(t
     err = capsys.readouterr()
     text = err.out + err.err
     assert "step_00000005" in text and "--resume" in text  # shown even with --quiet
+
+
+def test_generate_on_a_terminal_says_what_it_does_before_the_first_line(tmp_path):
+    """stderr on a terminal: a spinner while the model loads, then 'first batch' until a line is out."""
+    import pty
+    import select
+
+    src = tmp_path / "in.txt"
+    src.write_text("how do i learn python?\nwhat is love?\n")
+    leader, follower = pty.openpty()
+    with open(tmp_path / "out.txt", "w") as out:
+        proc = subprocess.Popen([*_entry_point(), "generate", "-i", str(src), "-o", str(tmp_path / "o.txt"), "--steps", "3"],
+                                stdout=out, stderr=follower, stdin=subprocess.DEVNULL, env=dict(ENV, COLUMNS="100"))
+    os.close(follower)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=120)
+    os.close(leader)
+    text = seen.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "loading the model" in text and "first batch" in text, text[-500:]
