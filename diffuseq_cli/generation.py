@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .checkpoint import LoadedModel
@@ -31,7 +30,10 @@ from .config import ROUNDINGS
 from .data import truncate_pair
 from .diffusion import Diffusion
 from .precision import autocast
-from .sampling import REMASK_SCHEDULES, Remasking, absorbing_centre, SampleOutput, make_sampler, sample_loop, start_from_noise, step_schedule
+from .sampling import (
+    REMASK_SCHEDULES, Remasking, SampleOutput, absorbing_centre, make_sampler, sample_loop, start_from_noise, step_schedule,
+)
+from .seeds import derived_seed
 
 MIN_TARGET = 8
 LENGTHS = ("auto", "full", "predict")
@@ -109,8 +111,7 @@ class Job:
 
 def candidate_seed(seed: int, line: int, k: int) -> int:
     """A 63-bit seed from (seed mod 2³², line, candidate) alone."""
-    hi, lo = (int(v) for v in np.random.SeedSequence([seed & 0xFFFFFFFF, line, k]).generate_state(2, dtype=np.uint32))
-    return (hi << 31) ^ lo
+    return derived_seed(seed, line, k)
 
 
 def target_length(n_src: int, seq, mode: str, multiple: int = 8) -> int:

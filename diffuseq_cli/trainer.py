@@ -26,10 +26,11 @@ from . import distributed
 from .checkpoint import LoadedModel, initial_weights, read_config
 from .config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
-from .diffusion import Diffusion, LossAwareSampler, absorbing_positions
+from .diffusion import Diffusion, absorbing_positions
 from .errors import DiffuseqError, UsageError
 from .model import DiffuSeqTransformer
 from .modelcard import training_card
+from .resample import LossAwareSampler
 from .run_folder import (
     STATE,
     append_metrics,
@@ -39,12 +40,14 @@ from .run_folder import (
     save_checkpoint,
     truncate_metrics,
 )
+from .seeds import derived_seed
 from .tokenizer import TextTokenizer
 from .train_config import TrainConfig
 from .precision import autocast, resolve_precision
 
 
 Progress = Callable[[dict], None]
+VALID_NOISE_SEED = 1234  # the validation loss uses the same noise at every evaluation: values compare
 NOISE_BLOCK = 16  # samples per noise generator: the noise of a sample never depends on the world size
 
 
@@ -96,9 +99,7 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
 
 def noise_seed(seed: int, step: int, block: int, stream: int = 0) -> int:
     """A 63-bit seed from (run seed, step, block of NOISE_BLOCK samples, stream) alone."""
-    entropy = [seed & 0xFFFFFFFF, step, block, stream]
-    hi, lo = (int(v) for v in np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32))
-    return (hi << 31) ^ lo
+    return derived_seed(seed, step, block, stream)
 
 
 class Trainer:
@@ -335,7 +336,7 @@ class Trainer:
             return None
         self.model.eval()
         n = min(limit, len(self.valid))
-        g = torch.Generator().manual_seed(1234)
+        g = torch.Generator().manual_seed(VALID_NOISE_SEED)
         T = self.diffusion.num_steps
         t_all = torch.linspace(0, T - 1, n).round().long()
         d = self.folder_config.model.embed_dim
@@ -357,7 +358,7 @@ class Trainer:
         return total / n
 
     def eval_bleu(self) -> dict:
-        from .validation import bleu_probe
+        from .training_probe import bleu_probe
 
         ema_model = DiffuSeqTransformer(self.folder_config.model).to(self.device)
         ema_model.load_state_dict({k: v.to(self.device) for k, v in self.ema_state().items()})

@@ -9,8 +9,7 @@ import torch
 
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.diffusion import V2_STATE_PENALTY, Diffusion, absorbing_positions
-from diffuseq_cli.model import DiffuSeqTransformer
-from diffuseq_cli.sampling import DDIMSampler, Remasking, repeated_words, sample_loop, start_from_noise, step_schedule
+from diffuseq_cli.sampling import DDIMSampler, Remasking, repeated_words, sample_loop, start_from_noise
 
 T = 100
 

@@ -8,7 +8,8 @@ import torch
 
 from diffuseq_cli import schedule
 from diffuseq_cli.config import DiffusionConfig
-from diffuseq_cli.diffusion import Diffusion, LossAwareSampler
+from diffuseq_cli.diffusion import Diffusion
+from diffuseq_cli.resample import LossAwareSampler
 from diffuseq_cli.sampling import (
     DDIMSampler, DDPMSampler, expected_embedding, round_to_embeddings, sample_loop, step_schedule,
 )

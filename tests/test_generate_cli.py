@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shlex
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from diffuseq_cli import official, tasks
+from diffuseq_cli import tasks
 from diffuseq_cli.cli import main
 from diffuseq_cli.data import read_pairs
 from helpers_models import build_tiny_model

@@ -18,7 +18,7 @@ import torch
 from diffuseq_cli.api import DiffuSeq
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.cli import main
-from diffuseq_cli.commands import progress as progress_mod
+from diffuseq_cli.commands import train_progress as progress_mod
 from diffuseq_cli.commands.train import parse_gpus
 from diffuseq_cli.diffusion import Diffusion
 from diffuseq_cli.distributed import Placement

@@ -102,7 +102,7 @@ def train(
     """Train a DiffuSeq model on a JSONL file of {"src", "trg"} pairs; writes a run folder of model folders."""
     from ..train import train as run_training
     from ..train_config import resolve_config
-    from .progress import training_reporter
+    from .train_progress import training_reporter
 
     explicit = dict(
         data=data, out=out, valid=valid, recipe=recipe, preset=preset, tokenizer=tokenizer, vocab_size=vocab_size,
