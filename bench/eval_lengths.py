@@ -94,18 +94,17 @@ def choose(cands: list[str], src: str, n: int, avoid_copy: bool) -> str:
 
 
 def score(chosen: list[str], refs: list[str], srcs: list[str]) -> dict:
-    from diffuseq_cli.metrics import ibleu, repeats_word, rouge_l, sentence_bleu
+    """The library's report (``diffuseq evaluate --sources``), plus the length error against the references."""
+    from diffuseq_cli.evaluate import evaluate
 
-    n = len(chosen)
+    report = evaluate([chosen], refs, sources=srcs)
+    row, n = report.files[0], len(chosen)
     return {
-        "bleu": round(sum(sentence_bleu(h, r) for h, r in zip(chosen, refs)) / n, 4),
-        "rouge_l": round(sum(rouge_l(h, r) for h, r in zip(chosen, refs)) / n, 4),
-        "stutter_share": round(sum(map(repeats_word, chosen)) / n, 4),
-        "ibleu": round(sum(ibleu(sentence_bleu(h, r), sentence_bleu(h, s)) for h, r, s in zip(chosen, refs, srcs)) / n, 4),
-        "copy_share": round(sum(h.split() == s.split() for h, s in zip(chosen, srcs)) / n, 4),
+        "bleu": round(row.bleu, 4), "rouge_l": round(row.rouge_l, 4), "stutter_share": round(row.repeat, 4),
+        "ibleu": round(row.ibleu, 4), "copy_share": round(row.copy, 4),
         "length_error": round(sum(abs(len(h.split()) - len(r.split())) for h, r in zip(chosen, refs)) / n, 2),
         "mean_words": round(sum(len(h.split()) for h in chosen) / n, 2),
-        "copy_source_bleu": round(sum(sentence_bleu(s, r) for s, r in zip(srcs, refs)) / n, 4),
+        "copy_source_bleu": round(report.source.bleu, 4),
     }
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from diffuseq_cli.config import ROUNDINGS
+from diffuseq_cli.metrics import same_words
 
 QQP_VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "QQP" / "valid.jsonl"
 
@@ -73,7 +74,7 @@ def main() -> None:
         if args.n > 1:
             chosen = subprocess.run([sys.executable, "-m", "diffuseq_cli", "rerank", str(out), "-n", str(args.n)],
                                     check=True, capture_output=True, text=True).stdout.splitlines()
-        same = sum(o.split() == p["src"].split() for o, p in zip(chosen, pairs)) / len(pairs)
+        same = sum(same_words(o, p["src"]) for o, p in zip(chosen, pairs)) / len(pairs)
         print(json.dumps({"steps": steps, "n": args.n, "rounding": args.rounding or "model's", "strength": args.strength, "remask": "model's" if args.remask is None else args.remask, "dedup": args.dedup, "lines": len(pairs),
                           "jobs": args.jobs, "outputs": str(out), "seconds": round(seconds, 1),
                           "lines_per_s": round(len(pairs) / seconds, 3), "copy_share": round(same, 4), "report": report}),

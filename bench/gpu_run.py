@@ -137,19 +137,14 @@ def generation_throughput(device: str, preset: str, lines: int, work: Path, prec
             "parameters": loaded.model.num_parameters()}
 
 
-def training_throughput(device: str, preset: str, batch: int, steps: int, compile_model: bool, work: Path) -> dict:
+def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> tuple:
+    """Build the run's trainer, take 3 untimed steps, then time ``steps``: (trainer, seconds, tokens)."""
     import torch
 
     from diffuseq_cli.distributed import Placement
     from diffuseq_cli.train import Trainer, prepare_run
-    from diffuseq_cli.train_config import with_recipe
 
-    out = work / f"tput-{preset}-{batch}-{int(compile_model)}"
-    shutil.rmtree(out, ignore_errors=True)
-    paths = data_paths()
-    cfg = with_recipe("fast", data=str(paths["valid"]), out=str(out), preset=preset, batch_size=batch, steps=10**6,
-                      regions="exact", absorbing_kind="v2", device="cuda" if device.startswith("cuda") else "cpu",
-                      tokenizer=str(ROOT / "diffuseq_cli" / "models" / "paraphrase" / "tokenizer.json"))
+    shutil.rmtree(cfg.out, ignore_errors=True)
     cfg, tok = prepare_run(cfg, resume=False)
     trainer = Trainer(cfg, tok, Placement(0, 1, torch.device(device)), None)
     if compile_model:
@@ -162,7 +157,16 @@ def training_throughput(device: str, preset: str, batch: int, steps: int, compil
     for _ in range(steps):
         tokens += trainer.train_step()["tokens"]
     sync()
-    seconds = time.perf_counter() - t0
+    return trainer, time.perf_counter() - t0, tokens
+
+
+def training_throughput(device: str, preset: str, batch: int, steps: int, compile_model: bool, work: Path) -> dict:
+    from diffuseq_cli.train_config import with_recipe
+
+    cfg = with_recipe("fast", data=str(data_paths()["valid"]), out=str(work / f"tput-{preset}-{batch}-{int(compile_model)}"),
+                      preset=preset, batch_size=batch, steps=10**6, device="cuda" if device.startswith("cuda") else "cpu",
+                      tokenizer=str(ROOT / "diffuseq_cli" / "models" / "paraphrase" / "tokenizer.json"))
+    trainer, seconds, tokens = _timed_steps(cfg, device, steps, compile_model)
     params = trainer.model.num_parameters()
     flops = 6 * params * tokens  # forward + backward of the matrices; attention's share is small at 64 positions
     result = {"preset": preset, "batch": batch, "compile": compile_model, "precision": trainer.precision,
@@ -224,7 +228,7 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
     t0 = time.perf_counter()
     result = train(cfg)
     train_seconds = time.perf_counter() - t0
-    loaded = load_model_folder(result.last_checkpoint, device=device)
+    loaded = load_model_folder(result.last_checkpoint, device=device)  # saved from here too: the writer moves it to CPU
     pairs = [json.loads(x) for x in paths["valid"].read_text().splitlines() if x.strip()][:lines]
     srcs = [" ".join(p["src"].split()) for p in pairs]
     refs = [" ".join(p["trg"].split()) for p in pairs]
@@ -235,39 +239,22 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
     best = [c[mbr_select(c).index] for c in cands]
     report = evaluate([best], refs, sources=srcs).to_dict()
     folder = out / "model"
-    cpu = load_model_folder(result.last_checkpoint)
-    save_model_folder(folder, cpu.config, cpu.model, cpu.tokenizer,
+    save_model_folder(folder, loaded.config, loaded.model, loaded.tokenizer,
                       (Path(result.last_checkpoint) / "README.md").read_text(), dtype=torch.float16)
     return {"steps": result.step, "train_seconds": round(train_seconds, 1), "recipe": {**settings, "steps": steps},
-            "parameters": cpu.model.num_parameters(), "lines": len(pairs), "generate_seconds": round(gen_seconds, 1),
+            "parameters": loaded.model.num_parameters(), "lines": len(pairs), "generate_seconds": round(gen_seconds, 1),
             "mbr10": report["files"][0], "copy_source": report["source"],
             "examples": [{"src": s, "out": b} for s, b in list(zip(srcs, best))[:8]],
             "model_files": {f.name: f.stat().st_size for f in folder.iterdir()}}
 
 
 def _probe_rate(device: str, settings: dict, base: dict, work: Path) -> float:
-    """Steps per second of the GPU recipe's model (a few timed steps of a throw-away run)."""
-    import torch
-
-    from diffuseq_cli.distributed import Placement
-    from diffuseq_cli.train import Trainer, prepare_run
+    """Steps per second of the run's own settings (a few timed steps of a throw-away run)."""
     from diffuseq_cli.train_config import with_recipe
 
-    out = work / "rate-probe"
-    shutil.rmtree(out, ignore_errors=True)
-    cfg = with_recipe("fast", **{**base, **settings, "out": str(out), "steps": 10**6})
-    cfg, tok = prepare_run(cfg, resume=False)
-    trainer = Trainer(cfg, tok, Placement(0, 1, torch.device(device)), None)
-    for _ in range(3):
-        trainer.train_step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        trainer.train_step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return 10 / (time.perf_counter() - t0)
+    cfg = with_recipe("fast", **{**base, **settings, "out": str(work / "rate-probe"), "steps": 10**6})
+    _, seconds, _ = _timed_steps(cfg, device, 10)
+    return 10 / seconds
 
 
 def main() -> int:

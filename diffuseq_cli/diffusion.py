@@ -101,9 +101,10 @@ class Diffusion:
         """
         emb = model.embed(ids)  # (B, L, d)
         z0 = emb + self.embed_noise_std() * eps0.to(emb.dtype)
-        v2 = self.config.absorbing_kind == "v2" and getattr(model.config, "absorbing_state", False)
-        centre = model.absorbing_state.to(emb.dtype) if v2 else None
+        centre = self.absorbing_centre(model)
+        v2 = centre is not None
         if v2:  # z_t = sqrt(ᾱ)(z_0 - m) + sqrt(1-ᾱ) ε + m; an absorbed word is m itself
+            centre = centre.to(emb.dtype)
             zt = self.q_sample(z0 - centre, t, noise.to(emb.dtype), target_mask) + centre
             zt = torch.where(target_mask[..., None], zt, z0)
             if absorb is not None:
@@ -154,6 +155,13 @@ class Diffusion:
             length = F.cross_entropy(model.length_logits(ids, source).float(), words, reduction="none")
             loss = loss + length_weight * length
         return Losses(loss=loss, mse=mse, rounding=rounding, prior=prior, token=token, length=length)
+
+    def absorbing_centre(self, model) -> torch.Tensor | None:
+        """The learned state m a DiffuSeq-v2 model's process is centred on (training and sampling);
+        None for other models."""
+        if self.config.absorbing_kind == "v2" and getattr(model.config, "absorbing_state", False):
+            return model.absorbing_state
+        return None
 
     def absorb_probability(self, t: torch.Tensor | int, share: float) -> torch.Tensor:
         """The probability that a target word is in the absorbing state at timestep t (0-based).

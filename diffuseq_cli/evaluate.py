@@ -116,7 +116,7 @@ def _score_lines(hyps: Sequence[str], hyp_stats, ref_stats, ref_tokens, sources=
     )
     if sources is not None:
         scores.ibleu = [metrics.ibleu(b, metrics.sentence_bleu(h, s)) for b, h, s in zip(bleu, hyp_stats, src_stats)]
-        scores.copy = [h.split() == s.split() for h, s in zip(hyps, sources)]
+        scores.copy = [metrics.same_words(h, s) for h, s in zip(hyps, sources)]
     return scores
 
 

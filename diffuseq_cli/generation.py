@@ -31,7 +31,7 @@ from .data import truncate_pair
 from .diffusion import Diffusion
 from .precision import autocast
 from .sampling import (
-    REMASK_SCHEDULES, Remasking, SampleOutput, absorbing_centre, make_sampler, sample_loop, start_from_noise, step_schedule,
+    REMASK_SCHEDULES, Remasking, SampleOutput, make_sampler, sample_loop, start_from_noise, step_schedule,
 )
 from .seeds import derived_seed
 
@@ -240,13 +240,14 @@ def sample_batch(
     start = steps[0]
     with autocast(precision, device):
         src_emb = model.embed(ids)
-        z_start = start_from_noise(model, diffusion, z_T.to(src_emb.dtype), start)
         if start < T - 1:
             copied = source_copied_into_target(ids, mask, loaded.config.sequence.pad_id)
             t0 = torch.full((R,), start, dtype=torch.long, device=device)
-            centre = absorbing_centre(model, diffusion)
+            centre = diffusion.absorbing_centre(model)
             centre = 0.0 if centre is None else centre.to(src_emb.dtype)  # DiffuSeq-v2 models: the process of z - m
             z_start = centre + diffusion.q_sample(model.embed(copied) - centre, t0, z_T.to(src_emb.dtype), mask)
+        else:
+            z_start = start_from_noise(model, diffusion, z_T.to(src_emb.dtype), start)
         rounding = opts.rounding or diffusion.config.rounding
         share = remask_share(loaded.config, opts.remask)
         remask = Remasking(share, opts.remask_schedule, repeats_default(loaded.config, opts.remask_repeats)) if share > 0 else 0.0

@@ -80,8 +80,6 @@ def _local(path: Path) -> ResolvedModel:
         if path.suffix == ".pt":
             return ResolvedModel(path, "official", source)
         raise UsageError(f"{path} is not a model: expected a model folder or an official .pt checkpoint")
-    if (path / "config.json").is_file() and not _is_run_folder(path):
-        return ResolvedModel(path, "folder", source)
     if _is_run_folder(path):  # a training run: its latest complete checkpoint
         from .run_folder import latest_checkpoint
 
@@ -89,6 +87,8 @@ def _local(path: Path) -> ResolvedModel:
         if latest is None:
             raise UsageError(f"{path} is a training run with no complete checkpoint yet")
         return ResolvedModel(latest.resolve(), "folder", f"local:{latest.resolve()}")
+    if (path / "config.json").is_file():
+        return ResolvedModel(path, "folder", source)
     if (path / "training_args.json").is_file() and (ema := _newest_ema(path)) is not None:
         return ResolvedModel(ema, "official", f"local:{ema}")
     raise UsageError(

@@ -129,9 +129,8 @@ def prefer_changed(choice: MBROutput, candidates: Sequence[str], source: str) ->
 
     For paraphrasing: a copy of the input is the safest consensus, and the least useful output.
     """
-    same = source.split()
     for i in choice.ranking():
-        if candidates[i].split() != same:
+        if not metrics.same_words(candidates[i], source):
             return MBROutput(i, choice.scores)
     return choice
 

@@ -228,6 +228,11 @@ def repeats_word(text: str) -> bool:
     return any(a == b for a, b in zip(words, words[1:]))
 
 
+def same_words(a: str, b: str) -> bool:
+    """Whether two lines hold the same words (whitespace-normalised): what counts as a copy."""
+    return a.split() == b.split()
+
+
 IBLEU_ALPHA = 0.8  # Sun and Zhou (2012); the weight most paraphrase papers report with
 
 

@@ -230,17 +230,10 @@ class SampleOutput:
     tokens: torch.Tensor  # argmax of the head (B, L)
 
 
-def absorbing_centre(model, diffusion: Diffusion) -> torch.Tensor | None:
-    """The learned state m that a DiffuSeq-v2 model's process is centred on; None for other models."""
-    if diffusion.config.absorbing_kind == "v2" and getattr(model.config, "absorbing_state", False):
-        return model.absorbing_state
-    return None
-
-
 def start_from_noise(model, diffusion: Diffusion, noise: torch.Tensor, t: int) -> torch.Tensor:
     """z at timestep t with nothing known of z_0: the noise itself, or m + sqrt(1-ᾱ_t)·noise for a
     DiffuSeq-v2 model (its process drifts to the absorbing state m, not to 0)."""
-    centre = absorbing_centre(model, diffusion)
+    centre = diffusion.absorbing_centre(model)
     if centre is None:
         return noise
     return centre.to(noise.dtype) + float(diffusion.sqrt_one_minus_ac[t]) * noise
@@ -275,7 +268,7 @@ def sample_loop(
     rounding = {True: "l2", False: "none"}.get(rounding, rounding)
     if not isinstance(remask, Remasking):
         remask = Remasking(remask) if remask > 0 else None
-    centre = absorbing_centre(model, diffusion)
+    centre = diffusion.absorbing_centre(model)
     if rounding not in ROUNDINGS:
         raise ValueError(f"unknown rounding {rounding!r}; choose from {', '.join(ROUNDINGS)}")
     keep = ~target_mask[..., None]

@@ -255,12 +255,19 @@ class Trainer:
         both = torch.cat(parts)[lo - first * NOISE_BLOCK : hi - first * NOISE_BLOCK]  # (hi-lo, 2, L, d)
         return both[:, 0], both[:, 1]
 
+    def _collate(self, data, index: np.ndarray):
+        """(ids, target_mask, key_mask or None) as numpy arrays, in the run's target regions: with
+        exact regions the batch padding is neither target nor attended to; padded regions keep
+        the official layout, where the padding is target and every position is real."""
+        exact = self.cfg.regions == "exact"
+        ids, mask, real = collate(data, index, self.tok.pad_id, exact=exact)
+        return ids, mask, real if exact else None
+
     # --- one optimisation step ------------------------------------------------------------------
     def train_step(self) -> dict:
         cfg, pl, dev = self.cfg, self.pl, self.device
         index = self.next_batch()
-        exact = cfg.regions == "exact"
-        ids_np, mask_np, real_np = collate(self.data, index, self.tok.pad_id, exact=exact)
+        ids_np, mask_np, real_np = self._collate(self.data, index)
         B, L = ids_np.shape
         # Global draws, identical on every rank; each rank keeps its contiguous slice.
         t, weights = self.sampler.sample(B, self.gen)
@@ -270,7 +277,7 @@ class Trainer:
         lo, hi = pl.rank * per, (pl.rank + 1) * per
         ids = torch.from_numpy(ids_np[lo:hi]).to(dev)
         mask = torch.from_numpy(mask_np[lo:hi]).to(dev)
-        real = torch.from_numpy(real_np[lo:hi]).to(dev) if exact else None
+        real = torch.from_numpy(real_np[lo:hi]).to(dev) if real_np is not None else None
         t_loc, w_loc, sc_loc = t[lo:hi].to(dev), weights[lo:hi].to(dev), sc_mask[lo:hi].to(dev)
         eps0, noise = self.batch_noise(lo, hi, L)
         absorb = None
@@ -343,8 +350,7 @@ class Trainer:
         total = 0.0
         for lo in range(0, n, chunk):
             index = np.arange(lo, min(lo + chunk, n))
-            exact = self.cfg.regions == "exact"
-            ids_np, mask_np, real_np = collate(self.valid, index, self.tok.pad_id, exact=exact)
+            ids_np, mask_np, real_np = self._collate(self.valid, index)
             shape = (len(index), ids_np.shape[1], d)
             eps0, noise = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
             with autocast(self.precision, self.device):
@@ -352,7 +358,8 @@ class Trainer:
                     self.model, torch.from_numpy(ids_np).to(self.device), torch.from_numpy(mask_np).to(self.device),
                     t_all[index].to(self.device), eps0.to(self.device), noise.to(self.device),
                     torch.zeros(len(index), dtype=torch.bool, device=self.device), token_weight=self.cfg.token_loss,
-                    key_mask=torch.from_numpy(real_np).to(self.device) if exact else None, length_weight=self.cfg.length_weight,
+                    key_mask=torch.from_numpy(real_np).to(self.device) if real_np is not None else None,
+                    length_weight=self.cfg.length_weight,
                 )
             total += float(losses.loss.float().sum())
         return total / n

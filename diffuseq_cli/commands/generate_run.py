@@ -108,9 +108,8 @@ def run_generate(*, input, output, model, task, tokenizer, num_samples, mbr, mbr
     try:
         if remask:
             remask_share(loaded.config, remask)
-        if lengths is not None and lengths > 1 and length_mode(loaded.config, length) != "predict":
+        if length_mode(loaded.config, length) != "predict" and lengths is not None and lengths > 1:
             raise ValueError("--lengths needs --length predict (a model with a length head)")
-        length_mode(loaded.config, length)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     steps = len(visited_steps(sampling, T))  # fewer than asked when --strength starts below T-1
