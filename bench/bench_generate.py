@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from diffuseq_cli.checkpoint import load_model_folder  # noqa: E402
 from diffuseq_cli.data import read_pairs  # noqa: E402
-from diffuseq_cli.generate import GenerateOptions, generate_stream  # noqa: E402
-from diffuseq_cli.generation import SamplingOptions, prepare  # noqa: E402
+from diffuseq_cli.generation import GenerateOptions, generate_stream  # noqa: E402
+from diffuseq_cli.generation import SamplingConfig, prepare  # noqa: E402
 from paths import QQP_VALID  # noqa: E402
 
 QQP_TRAIN = QQP_VALID.parent / "train.jsonl"
@@ -72,8 +72,8 @@ def measure(loaded, sources: list[str], opts: GenerateOptions) -> dict:
 
 def options(args, steps: int, length: str) -> GenerateOptions:
     return GenerateOptions(
-        num_samples=args.n, batch_size=args.batch_size, mbr=args.mbr,
-        sampling=SamplingOptions(steps=steps, sampler=args.sampler, seed=0, length=length),
+        num_samples=args.n, mbr=args.mbr,
+        sampling=SamplingConfig(steps=steps, sampler=args.sampler, seed=0, length=length, batch_size=args.batch_size),
     )
 
 

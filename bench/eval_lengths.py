@@ -114,9 +114,9 @@ def _generate_offset_task(task: tuple) -> list[list[str]]:
 
     torch.set_num_threads(1)
     from diffuseq_cli.checkpoint import load_model_folder
-    from diffuseq_cli.generation import SamplingOptions, generate_texts
+    from diffuseq_cli.generation import SamplingConfig, generate_texts
 
-    return generate_texts(load_model_folder(model), sources, n, SamplingOptions(**opts_kw), target_words=words, first_line=first)
+    return generate_texts(load_model_folder(model), sources, n, SamplingConfig(**opts_kw), target_words=words, first_line=first)
 
 
 if __name__ == "__main__":

@@ -118,14 +118,14 @@ def generation_throughput(device: str, preset: str, lines: int, work: Path, prec
     import torch
 
     from diffuseq_cli.checkpoint import load_model_folder
-    from diffuseq_cli.generate import GenerateOptions, generate_stream
-    from diffuseq_cli.generation import SamplingOptions
+    from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
     from helpers_models import build_tiny_model
 
     folder = build_tiny_model(work / f"gen-{preset}", preset_name=preset, vocab_size=8000, seq_len=64, steps=2000)
     loaded = load_model_folder(folder, device=device)
-    opts = GenerateOptions(num_samples=10, mbr=True, batch_size=640 if device.startswith("cuda") else 64,
-                           sampling=SamplingOptions(steps=20), device=device, precision=precision)
+    batch = 640 if device.startswith("cuda") else 64
+    opts = GenerateOptions(num_samples=10, mbr=True, sampling=SamplingConfig(steps=20, batch_size=batch),
+                           device=device, precision=precision)
     srcs = _sources(lines)
     list(generate_stream(loaded, srcs[: max(2, lines // 8)], opts))  # warm-up (kernels, allocator)
     if device.startswith("cuda"):
@@ -209,7 +209,7 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
 
     from diffuseq_cli.checkpoint import load_model_folder, save_model_folder
     from diffuseq_cli.evaluate import evaluate
-    from diffuseq_cli.generation import SamplingOptions, generate_texts
+    from diffuseq_cli.generation import SamplingConfig, generate_texts
     from diffuseq_cli.mbr import mbr_select
     from diffuseq_cli.train import train
     from diffuseq_cli.train_config import with_recipe
@@ -233,7 +233,7 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
     srcs = [" ".join(p["src"].split()) for p in pairs]
     refs = [" ".join(p["trg"].split()) for p in pairs]
     t0 = time.perf_counter()
-    cands = generate_texts(loaded, srcs, 10, SamplingOptions(steps=20), batch_size=640 if device.startswith("cuda") else 64,
+    cands = generate_texts(loaded, srcs, 10, SamplingConfig(steps=20, batch_size=640 if device.startswith("cuda") else 64),
                            device=device, precision="bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32")
     gen_seconds = time.perf_counter() - t0
     best = [c[mbr_select(c).index] for c in cands]

@@ -4,7 +4,7 @@ The public library API is loaded lazily so that ``import diffuseq_cli`` (and the
 CLI's ``--help``) never pays for importing torch.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["DiffuSeq", "__version__"]
 

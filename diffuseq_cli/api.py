@@ -9,6 +9,7 @@ m.generate(["how do i learn python?"], num_samples=3, steps=20)
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -16,8 +17,10 @@ import torch
 
 from .checkpoint import LoadedModel, load_model_folder, save_model_folder
 from .diffusion import Diffusion
-from .generation import SamplingOptions, generate_texts
-from .sampling import SampleOutput, make_sampler, sample_loop, step_schedule
+from .generation.batches import generate_texts
+from .generation.config import SamplingConfig
+from .samplers import make_sampler
+from .sampling import SampleOutput, sample_loop, step_schedule
 
 
 class DiffuSeq:
@@ -84,20 +87,16 @@ class DiffuSeq:
                            make_sampler(sampler, eta), noise_fn,
                            rounding=self.diffusion.config.rounding if rounding is None else rounding)
 
-    def generate(
-        self, sources: list[str], num_samples: int = 1, steps: int | None = None, seed: int = 0,
-        sampler: str = "ddim", batch_size: int = 64, length: str | None = None, rounding: str | None = None,
-        strength: float = 1.0, remask: bool | None = None, dedup: bool | None = None, lengths: int | None = None,
-        remask_schedule: str = "trained", remask_repeats: bool | None = None,
-    ) -> list[list[str]]:
+    def generate(self, sources: list[str], num_samples: int = 1, config: SamplingConfig | None = None,
+                 **options) -> list[list[str]]:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.
 
-        ``length`` (predict, auto, full; default predict for models with a length head, else
-        auto), ``lengths``, ``rounding`` (l2, logits, soft, none; default the model's own),
-        ``strength`` (1: from pure noise; below 1: from the noised source), ``remask``,
-        ``remask_schedule``, ``remask_repeats`` and ``dedup`` are ``diffuseq generate``'s options.
+        ``options`` are :class:`~diffuseq_cli.generation.config.SamplingConfig` fields, the same
+        settings as ``diffuseq generate``'s options and with the same defaults (20 DDIM steps,
+        the model's own length sizing, rounding, re-masking and dedup): ``steps``, ``sampler``,
+        ``seed``, ``length``, ``lengths``, ``rounding``, ``strength``, ``remask``,
+        ``remask_schedule``, ``remask_repeats``, ``dedup``, ``batch_size``, ``eta``. ``config``:
+        a whole SamplingConfig to start from instead of the defaults.
         """
-        opts = SamplingOptions(steps=steps, sampler=sampler, seed=seed, length=length, lengths=lengths, rounding=rounding,
-                               strength=strength, remask=remask, remask_schedule=remask_schedule,
-                               remask_repeats=remask_repeats, dedup=dedup)
-        return generate_texts(self.loaded, sources, num_samples, opts, batch_size=batch_size, device=self.device)
+        config = dataclasses.replace(config or SamplingConfig(), **options)
+        return generate_texts(self.loaded, sources, num_samples, config, device=self.device)

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import DiffuseqError
+from .errors import DiffuseqError, FieldError
 from .threads import configure as configure_threads
 
 app = typer.Typer(
@@ -63,27 +63,29 @@ app.command("convert")(_convert.convert)
 
 
 def _error(message: str) -> None:
-    from rich.console import Console
+    from .commands.display import console
 
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map failures to exit codes (0 ok, 1 runtime, 2 usage)."""
     try:
         app(args=argv, prog_name="diffuseq")
-    except BrokenPipeError:
-        # `diffuseq generate ... | head -1`: the reader left; end quietly.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
+    except BrokenPipeError:  # `diffuseq generate ... | head -1`: the reader left; end quietly
+        from .commands.display import silence_stdout
+
+        silence_stdout()
         sys.exit(0)
     except DiffuseqError as exc:
         if _DEBUG:
             raise
-        _error(str(exc).replace("[", "\\["))
+        message = str(exc)
+        if isinstance(exc, FieldError):  # the library names settings; here they are flags
+            from .commands.options import flag_name
+
+            message = exc.render(flag_name)
+        _error(message.replace("[", "\\["))
         if getattr(exc, "note", None):  # what the user still has, and how to go on
             print(exc.note, file=sys.stderr)
         sys.exit(exc.exit_code)

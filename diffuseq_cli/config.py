@@ -22,6 +22,11 @@ POSITIONS = ("absolute", "segment")
 # clean, with probability share·sqrt(1-ᾱ_t)).
 ABSORBING_KINDS = ("replace", "v2")
 REGIONS = ("padded", "exact")
+# Sampling choices (generation.config.SamplingConfig checks against these; the classes and
+# strategies they name live in samplers.py, rounding.py and remasking.py).
+SAMPLERS = ("ddim", "ddpm")
+LENGTH_MODES = ("predict", "auto", "full")
+REMASK_SCHEDULES = ("trained", "linear")
 
 
 @dataclass(frozen=True)

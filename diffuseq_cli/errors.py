@@ -26,3 +26,28 @@ class DataError(DiffuseqError):
         super().__init__(where + message)
         self.path = path
         self.line = line
+
+
+class FieldError(UsageError, ValueError):
+    """Bad settings, named by their fields: ``"{steps} must be positive"``.
+
+    Library users read field names (``steps must be positive``); the CLI renders the same
+    error with its flags (``--steps must be positive``) through :meth:`render`, so the
+    library never spells a flag and the two cannot drift apart.
+    """
+
+    def __init__(self, template: str):
+        import string
+
+        self.template = template
+        self.fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name_of) -> str:
+        """The message with each field written as ``name_of(field)``."""
+        return self.template.format_map({f: name_of(f) for f in self.fields})
+
+
+def literal(value) -> str:
+    """``value`` as text to put in a FieldError template unchanged (braces escaped): paths, user input."""
+    return str(value).replace("{", "{{").replace("}", "}}")

@@ -1,4 +1,5 @@
-"""The paper's evaluation as one report: per-file BLEU, ROUGE-L, dist-1, length; self-BLEU, div-4, MBR.
+"""The paper's evaluation as one report: a row per file of the metrics in ``report_metrics``
+(BLEU, ROUGE-L, dist-1, length, ...); self-BLEU, div-4, MBR.
 
 Numbers follow the official DiffuSeq evaluation (DESIGN.md section 4): lines
 are stripped, each metric is averaged over lines (files) or sources (self-BLEU,
@@ -10,14 +11,14 @@ self-BLEU (its upper triangle) and MBR (its row sums).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import mbr as mbr_lib
 from . import metrics
-from .errors import DataError, DiffuseqError, UsageError
+from .errors import DataError, UsageError
+from .report_metrics import BERTScore, METRICS, Metric, active_metrics, mean, prepare_lines, score_lines, signature
 from .textio import display_name, read_lines
 
 DEFAULT_BERTSCORE_MODEL = "microsoft/deberta-xlarge-mnli"
@@ -25,20 +26,33 @@ DEFAULT_BERTSCORE_MODEL = "microsoft/deberta-xlarge-mnli"
 
 @dataclass(frozen=True)
 class Score:
-    """One row of the report: a predictions file (or the MBR choice, or the copied source)."""
+    """One row of the report: a predictions file (or the MBR choice, or the copied source).
+
+    ``values`` maps each metric's name to its corpus figure; ``row.bleu`` reads ``values["bleu"]``
+    (None for a known metric the report did not compute).
+    """
 
     name: str
-    bleu: float
-    rouge_l: float
-    dist_1: float
-    avg_len: float
-    repeat: float = 0.0  # share of lines that repeat a word immediately ("to to"): stutter
-    ibleu: float | None = None  # with sources: 0.8·BLEU(ref) - 0.2·BLEU(source), per line, averaged
-    copy: float | None = None  # with sources: share of lines identical to their source (whitespace-normalised)
-    bertscore: float | None = None
+    values: dict[str, float]
+
+    def __getattr__(self, key: str):
+        if key in ("name", "values") or key.startswith("__"):
+            raise AttributeError(key)
+        if key in self.values:
+            return self.values[key]
+        if key in _KNOWN:
+            return None
+        raise AttributeError(f"{type(self).__name__} has no metric {key!r}")
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {"name": self.name, **self.values}
+
+    @classmethod
+    def of(cls, name: str, chosen: Sequence[Metric], per_line: dict[str, list[float]]) -> "Score":
+        return cls(name, {m.name: m.aggregate(per_line[m.name]) for m in chosen})
+
+
+_KNOWN = {m.name for m in METRICS} | {BERTScore.name}
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class Report:
     mbr: Score | None = None
     mbr_choice: list[int] | None = None
     source: Score | None = None
+    metrics: tuple[Metric, ...] = ()  # the columns, in order
 
     def rows(self) -> list[Score]:
         """Files, then the MBR row, then the copy-the-source baseline."""
@@ -73,53 +88,6 @@ class Report:
         }
 
 
-def _mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values) if values else 0.0
-
-
-@dataclass
-class _LineScores:
-    """Per-line values of one hypothesis column against the references."""
-
-    bleu: list[float]
-    rouge_l: list[float]
-    dist_1: list[float]
-    length: list[int]
-    repeat: list[bool]
-    ibleu: list[float] | None = None
-    copy: list[bool] | None = None
-
-    def row(self, name: str) -> Score:
-        opt = {f: None if getattr(self, f) is None else _mean(getattr(self, f)) for f in ("ibleu", "copy")}
-        return Score(name, _mean(self.bleu), _mean(self.rouge_l), _mean(self.dist_1), _mean(self.length),
-                     _mean(self.repeat), **opt)
-
-    @classmethod
-    def chosen(cls, columns: Sequence[_LineScores], choice: Sequence[int]) -> _LineScores:
-        """Line i taken from column ``choice[i]``: the MBR row, without scoring anything again."""
-        def pick(f):
-            if getattr(columns[0], f) is None:
-                return None
-            return [getattr(columns[k], f)[i] for i, k in enumerate(choice)]
-
-        return cls(*(pick(f) for f in ("bleu", "rouge_l", "dist_1", "length", "repeat", "ibleu", "copy")))
-
-
-def _score_lines(hyps: Sequence[str], hyp_stats, ref_stats, ref_tokens, sources=None, src_stats=None) -> _LineScores:
-    bleu = [metrics.sentence_bleu(h, r) for h, r in zip(hyp_stats, ref_stats)]
-    scores = _LineScores(
-        bleu,
-        [metrics.rouge_l(metrics.rouge_tokens(h), r) for h, r in zip(hyps, ref_tokens)],
-        [metrics.distinct_from_stats([s], 1) for s in hyp_stats],
-        [metrics.avg_len(h) for h in hyps],
-        [metrics.repeats_word(h) for h in hyps],
-    )
-    if sources is not None:
-        scores.ibleu = [metrics.ibleu(b, metrics.sentence_bleu(h, s)) for b, h, s in zip(bleu, hyp_stats, src_stats)]
-        scores.copy = [metrics.same_words(h, s) for h, s in zip(hyps, sources)]
-    return scores
-
-
 def evaluate(
     preds: Sequence[Sequence[str]],
     refs: Sequence[str],
@@ -132,12 +100,12 @@ def evaluate(
 ) -> Report:
     """Score ``preds[k][i]`` (sample k of source i) against ``refs[i]``.
 
-    ``preds`` holds one list per predictions file, each as long as ``refs``.
-    With two or more samples per source the report adds self-BLEU and div-4;
-    ``mbr=True`` adds the row of the MBR choice; ``sources`` adds the
-    copy-the-source baseline and, on every row, iBLEU and the share of lines equal to their
-    source; every row has the share of lines repeating a word immediately; ``bertscore_model`` adds BERTScore F1 (needs the
-    optional ``bertscore`` extra). ``on_progress(done, total)`` reports sources done.
+    ``preds`` holds one list per predictions file, each as long as ``refs``. Every row has
+    the metrics of ``report_metrics.METRICS``; ``sources`` adds the copy-the-source row and,
+    on every row, the metrics that compare with the source (iBLEU, copies); ``bertscore_model``
+    adds BERTScore F1 (the optional ``bertscore`` extra). With two or more samples per source
+    the report adds self-BLEU and div-4; ``mbr=True`` adds the row of the MBR choice.
+    ``on_progress(done, total)`` reports sources done.
     """
     if not preds:
         raise UsageError("no predictions to evaluate")
@@ -150,38 +118,27 @@ def evaluate(
     if sources is not None and len(sources) != len(refs):
         raise DataError(f"the sources have {len(sources)} lines but the references have {len(refs)}")
 
-    ref_stats = [metrics.prepare(r) for r in refs]
-    ref_tokens = [metrics.rouge_tokens(r) for r in refs]
-    col_stats = [[metrics.prepare(h) for h in column] for column in columns]
-    if sources is not None:
-        sources = [line.strip() for line in sources]
-        src_stats = [metrics.prepare(s) for s in sources]
-    else:
-        src_stats = None
-    per_line = [_score_lines(c, s, ref_stats, ref_tokens, sources, src_stats) for c, s in zip(columns, col_stats)]
-    files = [lines.row(name) for lines, name in zip(per_line, names)]
+    chosen = active_metrics(sources is not None, bertscore_model)
+    ref_lines = prepare_lines(refs)
+    col_lines = [prepare_lines(column) for column in columns]
+    src_lines = prepare_lines([line.strip() for line in sources]) if sources is not None else None
+    per_line = [score_lines(chosen, c, ref_lines, src_lines) for c in col_lines]
+    files = [Score.of(name, chosen, lines) for lines, name in zip(per_line, names)]
 
     self_bleu = div_4 = mbr_row = choice = None
     if len(columns) > 1 or mbr:
-        self_bleu, div_4, choice = _candidate_sets(col_stats, mbr, on_progress)
+        self_bleu, div_4, choice = _candidate_sets([[x.stats for x in c] for c in col_lines], mbr, on_progress)
         if len(columns) == 1:
             self_bleu = div_4 = None
-        if mbr:
-            mbr_row = _LineScores.chosen(per_line, choice).row("mbr")
+        if mbr:  # line i taken from column choice[i]: nothing is scored again
+            picked = {m.name: [per_line[k][m.name][i] for i, k in enumerate(choice)] for m in chosen}
+            mbr_row = Score.of("mbr", chosen, picked)
 
     source_row = None
-    if sources is not None:
-        source_row = _score_lines(sources, src_stats, ref_stats, ref_tokens, sources, src_stats).row("source")
-
-    if bertscore_model:
-        files = [_with_bertscore(row, bertscore_model, column, refs) for row, column in zip(files, columns)]
-        if mbr_row is not None:
-            mbr_row = _with_bertscore(mbr_row, bertscore_model, [columns[k][i] for i, k in enumerate(choice)], refs)
-        if source_row is not None:
-            source_row = _with_bertscore(source_row, bertscore_model, sources, refs)
-    signature = metrics.signature(len(columns), mbr="bleu" if mbr else None, bertscore=bertscore_model,
-                                  ibleu=sources is not None)
-    return Report(files, len(refs), len(columns), signature, self_bleu, div_4, mbr_row, choice, source_row)
+    if src_lines is not None:
+        source_row = Score.of("source", chosen, score_lines(chosen, src_lines, ref_lines, src_lines))
+    sig = signature(chosen, len(columns), mbr="bleu" if mbr else None)
+    return Report(files, len(refs), len(columns), sig, self_bleu, div_4, mbr_row, choice, source_row, tuple(chosen))
 
 
 def _candidate_sets(col_stats, mbr: bool, on_progress) -> tuple[float, float, list[int] | None]:
@@ -196,23 +153,13 @@ def _candidate_sets(col_stats, mbr: bool, on_progress) -> tuple[float, float, li
     for i in range(total):
         stats = [column[i] for column in col_stats]
         matrix = mbr_lib.pair_matrix(stats, metrics.bleu_both)
-        self_bleus.append(_mean([matrix[a][b] for a in range(k) for b in range(a + 1, k)]))
+        self_bleus.append(mean([matrix[a][b] for a in range(k) for b in range(a + 1, k)]))
         divs.append(metrics.distinct_from_stats(stats, 4))
         if mbr:
             choice.append(mbr_lib.select_from_matrix(matrix).index)
         if on_progress is not None:
             on_progress(i + 1, total)
-    return _mean(self_bleus), _mean(divs), choice if mbr else None
-
-
-def _with_bertscore(row: Score, model: str, hyps: Sequence[str], refs: Sequence[str]) -> Score:
-    """``row`` plus the mean BERTScore F1, computed as the official evaluation does (``bert_score.score``)."""
-    try:
-        import bert_score
-    except ImportError:
-        raise DiffuseqError("BERTScore needs the optional extra: pip install 'diffuseq-cli[bertscore]'") from None
-    _, _, f1 = bert_score.score(list(hyps), list(refs), model_type=model, lang="en", verbose=False)
-    return replace(row, bertscore=float(f1.mean()))
+    return mean(self_bleus), mean(divs), choice if mbr else None
 
 
 def load_inputs(

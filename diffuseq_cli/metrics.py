@@ -301,19 +301,3 @@ def rouge_l_both(a: Sequence[str], b: Sequence[str]) -> tuple[float, float]:
     """ROUGE-L F1 is symmetric (to the bit), so one LCS serves both directions."""
     score = rouge_l(a, b)
     return score, score
-
-
-def signature(samples: int, *, mbr: str | None = None, bertscore: str | None = None, ibleu: bool = False) -> str:
-    """The settings behind a report's numbers, sacrebleu-style, e.g.
-    ``diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:0.1.0``."""
-    from . import __version__
-
-    parts = ["diffuseq-eval", "bleu:nltk-s4", "rougeL:lcs-lower", "dist:1", f"n:{samples}"]
-    if mbr:
-        parts.append(f"mbr:{mbr}")
-    if bertscore:
-        parts.append(f"bertscore:{bertscore}")
-    if ibleu:
-        parts.append(f"ibleu:{IBLEU_ALPHA}")
-    parts.append(f"v:{__version__}")
-    return "|".join(parts)

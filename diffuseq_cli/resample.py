@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 
-class LossAwareSampler:
+class LossAwareTimesteps:
     """Importance sampling of timesteps, p_t ∝ sqrt(E[L_t²]) (paper eq. 4; Nichol & Dhariwal 2021).
 
     Uniform until every t has ``history`` recorded losses; a small uniform share stays mixed in.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ABSORBING_KINDS, POSITIONS, PRESETS, REGIONS, ROUNDINGS
-from .errors import UsageError
+from .errors import FieldError, UsageError, literal
 
 TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
 
@@ -36,9 +36,13 @@ RECIPES: dict[str, dict] = {
     ),
 }
 
+_FAST = RECIPES["fast"]
+
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One run's settings. Fields a recipe sets default to the ``fast`` recipe's value (``RECIPES``)."""
+
     data: str
     out: str = "runs/diffuseq"
     valid: str | None = None
@@ -47,30 +51,30 @@ class TrainConfig:
     recipe: str = "fast"
     preset: str = "small"
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields from --config
-    seq_len: int = 64
-    diffusion_steps: int = 2000
-    schedule: str = "sqrt"
+    seq_len: int = _FAST["seq_len"]
+    diffusion_steps: int = _FAST["diffusion_steps"]
+    schedule: str = _FAST["schedule"]
     timesteps: str = "loss-aware"  # how training draws t: loss-aware (the paper, eq. 4) | uniform
-    embed_dim: int | None = None  # d; None: the preset's
-    self_condition: bool = False
-    positions: str = "segment"  # absolute (the official model) | segment (numbered per source/target part)
-    token_loss: float = 1.0  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
-    dropout: float | None = 0.0  # None: the preset's
-    rounding: str = "logits"  # how the trained model's reverse process rounds (stored in its config.json)
-    absorbing: float = 0.5  # share of target tokens put in the learned absorbing state at t = T (0: off)
-    absorbing_kind: str = "v2"  # v2 (DiffuSeq-v2 as published) | replace (ours before); config.ABSORBING_KINDS
-    regions: str = "exact"  # target regions: exact (the target alone, length head) | padded (target, then [PAD]s)
-    length_loss: float = 0.0  # weight of the length head's cross-entropy (exact regions; 0 there: 0.1)
+    embed_dim: int | None = _FAST["embed_dim"]  # d; None: the preset's
+    self_condition: bool = _FAST["self_condition"]
+    positions: str = _FAST["positions"]  # absolute (the official model) | segment (numbered per source/target part)
+    token_loss: float = _FAST["token_loss"]  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
+    dropout: float | None = _FAST["dropout"]  # None: the preset's
+    rounding: str = _FAST["rounding"]  # how the trained model's reverse process rounds (stored in its config.json)
+    absorbing: float = _FAST["absorbing"]  # share of target tokens put in the learned absorbing state at t = T (0: off)
+    absorbing_kind: str = _FAST["absorbing_kind"]  # v2 (DiffuSeq-v2 as published) | replace (ours before); config.ABSORBING_KINDS
+    regions: str = _FAST["regions"]  # target regions: exact (the target alone, length head) | padded (target, then [PAD]s)
+    length_loss: float = _FAST["length_loss"]  # weight of the length head's cross-entropy (exact regions; 0 there: 0.1)
     init: str | None = None  # a model folder whose weights (and tokenizer) the run starts from
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch
-    lr: float = 1e-3
-    warmup: int = 500
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema: float = 0.9999
-    ema_warmup: bool = True  # decay min(ema, (1+n)/(10+n)): short runs get a useful average
+    lr: float = _FAST["lr"]
+    warmup: int = _FAST["warmup"]
+    weight_decay: float = _FAST["weight_decay"]
+    grad_clip: float = _FAST["grad_clip"]
+    ema: float = _FAST["ema"]
+    ema_warmup: bool = _FAST["ema_warmup"]  # decay min(ema, (1+n)/(10+n)): short runs get a useful average
     precision: str | None = None  # fp32 | bf16 | fp16; default bf16 on capable GPUs, else fp32
     seed: int = 0
     save_every: int = 1000
@@ -79,7 +83,7 @@ class TrainConfig:
     valid_every: int = 500
     eval_bleu_every: int = 0  # 0: off
     eval_lines: int = 64
-    eval_sample_steps: int = 20
+    eval_sample_steps: int | None = None  # the probe's DDIM steps; None: generate's default
     device: str = "auto"  # auto | cpu | cuda
     gpus: tuple[int, ...] = ()  # CUDA device ids, one process each
     nproc: int = 1  # processes on CPU (gloo)
@@ -87,47 +91,47 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
-            raise UsageError(f"unknown recipe {self.recipe!r}; choose from {', '.join(RECIPES)}")
+            raise UsageError(f"unknown recipe {literal(repr(self.recipe))}; choose from {', '.join(RECIPES)}")
         if self.preset not in PRESETS:
-            raise UsageError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+            raise UsageError(f"unknown preset {literal(repr(self.preset))}; choose from {', '.join(PRESETS)}")
         if self.precision not in (None, "fp32", "bf16", "fp16"):
-            raise UsageError("--precision must be fp32, bf16 or fp16")
+            raise FieldError("{precision} must be fp32, bf16 or fp16")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+            raise FieldError(f"{{device}} must be auto, cpu, cuda or cuda:N, not {literal(repr(self.device))}")
         if self.gpus and (len(set(self.gpus)) != len(self.gpus) or min(self.gpus) < 0):
-            raise UsageError(f"--gpus lists each device once, as non-negative ids (got {','.join(map(str, self.gpus))})")
+            raise FieldError(f"{{gpus}} lists each device once, as non-negative ids (got {','.join(map(str, self.gpus))})")
         if self.gpus and self.device == "cpu":
-            raise UsageError("--gpus and --device cpu contradict each other")
+            raise FieldError("{gpus} and {device} cpu contradict each other")
         for name in ("steps", "batch_size", "nproc", "save_every", "log_every", "seq_len", "diffusion_steps", "vocab_size"):
             if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+                raise FieldError(f"{{{name}}} must be positive")
         if self.microbatch is not None and self.microbatch < 1:
-            raise UsageError("--microbatch must be positive")
+            raise FieldError("{microbatch} must be positive")
         if self.seq_len < 8:
-            raise UsageError("--seq-len must be at least 8 (5 positions go to the special tokens)")
+            raise FieldError("{seq_len} must be at least 8 (5 positions go to the special tokens)")
         if not (math.isfinite(self.token_loss) and self.token_loss >= 0):
-            raise UsageError(f"--token-loss must be a finite number, 0 or more (got {self.token_loss})")
+            raise FieldError(f"{{token_loss}} must be a finite number, 0 or more (got {self.token_loss})")
         if not 0.0 <= self.absorbing <= 1.0:  # also rejects NaN
-            raise UsageError(f"--absorbing must be in [0, 1] (got {self.absorbing})")
+            raise FieldError(f"{{absorbing}} must be in [0, 1] (got {self.absorbing})")
         if self.absorbing_kind not in ABSORBING_KINDS:
-            raise UsageError(f"--absorbing-kind must be one of {', '.join(ABSORBING_KINDS)}, not {self.absorbing_kind!r}")
+            raise FieldError(f"{{absorbing_kind}} must be one of {', '.join(ABSORBING_KINDS)}, not {literal(repr(self.absorbing_kind))}")
         if self.regions not in REGIONS:
-            raise UsageError(f"--regions must be one of {', '.join(REGIONS)}, not {self.regions!r}")
+            raise FieldError(f"{{regions}} must be one of {', '.join(REGIONS)}, not {literal(repr(self.regions))}")
         if not (math.isfinite(self.length_loss) and self.length_loss >= 0):
-            raise UsageError(f"--length-loss must be a finite number, 0 or more (got {self.length_loss})")
+            raise FieldError(f"{{length_loss}} must be a finite number, 0 or more (got {self.length_loss})")
         if self.length_loss > 0 and self.regions != "exact":
-            raise UsageError("--length-loss trains a length head, which needs --regions exact")
+            raise FieldError("{length_loss} trains a length head, which needs {regions} exact")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise UsageError("--dropout must be in [0, 1)")
+            raise FieldError("{dropout} must be in [0, 1)")
         if self.timesteps not in TIMESTEP_SAMPLERS:
-            raise UsageError(f"--timesteps must be loss-aware or uniform, not {self.timesteps!r}")
+            raise FieldError(f"{{timesteps}} must be loss-aware or uniform, not {literal(repr(self.timesteps))}")
         if self.positions not in POSITIONS:
-            raise UsageError(f"--positions must be one of {', '.join(POSITIONS)}, not {self.positions!r}")
+            raise FieldError(f"{{positions}} must be one of {', '.join(POSITIONS)}, not {literal(repr(self.positions))}")
         if self.rounding not in ROUNDINGS:
-            raise UsageError(f"--rounding must be one of {', '.join(ROUNDINGS)}, not {self.rounding!r}")
+            raise FieldError(f"{{rounding}} must be one of {', '.join(ROUNDINGS)}, not {literal(repr(self.rounding))}")
         world = self.world_size
         if self.batch_size % world:
-            raise UsageError(f"--batch-size {self.batch_size} is not divisible by the {world} processes")
+            raise FieldError(f"{{batch_size}} {self.batch_size} is not divisible by the {world} processes")
 
     @property
     def length_weight(self) -> float:
@@ -173,6 +177,29 @@ def with_recipe(recipe: str, **explicit) -> TrainConfig:
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
+
+def default(name: str):
+    """TrainConfig's default for a field (a recipe's fields: the ``fast`` recipe's value)."""
+    f = TrainConfig.__dataclass_fields__[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def describe_default(name: str) -> str:
+    """A field's default as ``--help`` states it: per recipe where the recipes differ."""
+    def show(value) -> str:
+        if value is None:
+            return "the preset's"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return str(value)
+
+    first = default("recipe")  # the default recipe's value first
+    per_recipe = {recipe: values[name] for recipe, values in sorted(RECIPES.items(), key=lambda kv: kv[0] != first)
+                  if name in values}
+    if per_recipe and len(set(map(repr, per_recipe.values()))) > 1:
+        return ", ".join(f"{show(v)} with {recipe}" for recipe, v in per_recipe.items())
+    return show(default(name))
+
 # What a resumed run may change: how long and where it runs, how often it saves and logs.
 # Everything else (model, data layout, optimiser) is fixed by the run's config.json.
 RESUME_OVERRIDABLE = frozenset({
@@ -197,18 +224,14 @@ def resume_config(saved: TrainConfig, **explicit) -> TrainConfig:
     changes = {k: v for k, v in explicit.items() if v is not None}
     fixed = sorted(k for k, v in changes.items() if k not in RESUME_OVERRIDABLE and getattr(saved, k, v) != v)
     if fixed:
-        names = ", ".join(_flag(k) for k in fixed)
-        raise UsageError(f"cannot change {names} when resuming {saved.out}; start a new run (another --out) instead")
+        names = ", ".join("{%s}" % k for k in fixed)
+        raise FieldError(f"cannot change {names} when resuming {literal(saved.out)}; start a new run (another {{out}}) instead")
     return dataclasses.replace(saved, **{k: v for k, v in changes.items() if k in RESUME_OVERRIDABLE})
 
 
 def check_resumable(saved: TrainConfig, cfg: TrainConfig) -> None:
     """Raise UsageError when ``cfg`` changes a setting that a resumed run must keep."""
     resume_config(saved, **{f: getattr(cfg, f) for f in _FIELDS})
-
-
-def _flag(name: str) -> str:
-    return {"model_overrides": "--config", "eval_bleu_every": "--eval-every"}.get(name, "--" + name.replace("_", "-"))
 
 
 def read_config_file(path: str | Path) -> tuple[dict, dict]:
@@ -232,9 +255,9 @@ def read_config_file(path: str | Path) -> tuple[dict, dict]:
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size", "absorbing_state"}
     bad = sorted(set(data) - model_fields)
     if bad:
-        hint = " (set the vocabulary with --vocab-size)" if "vocab_size" in bad else ""
-        hint += " (the absorbing state follows --absorbing)" if "absorbing_state" in bad else ""
-        raise UsageError(f"{path}: unknown model field(s) {', '.join(bad)}{hint}; known: {', '.join(sorted(model_fields))}")
+        hint = " (set the vocabulary with {vocab_size})" if "vocab_size" in bad else ""
+        hint += " (the absorbing state follows {absorbing})" if "absorbing_state" in bad else ""
+        raise FieldError(f"{literal(path)}: unknown model field(s) {', '.join(bad)}{hint}; known: {', '.join(sorted(model_fields))}")
     bad = sorted(set(train) - (_FIELDS - {"model_overrides"}))
     if bad:
         raise UsageError(f"{path}: unknown training setting(s) under \"train\": {', '.join(bad)}")
@@ -263,8 +286,8 @@ def resolve_config(explicit: dict, config_file: str | Path | None = None, resume
     values = {**file_train, **given}
     if config_file:
         values["model_overrides"] = model_overrides
-    saved = read_run_config(values.get("out", TrainConfig.__dataclass_fields__["out"].default)) if resume else None
+    saved = read_run_config(values.get("out", default("out"))) if resume else None
     if saved is not None:
         return resume_config(saved, **values)
-    recipe = values.pop("recipe", "fast")
+    recipe = values.pop("recipe", default("recipe"))
     return with_recipe(recipe, **values)

@@ -30,7 +30,7 @@ from .diffusion import Diffusion, absorbing_positions
 from .errors import DiffuseqError, UsageError
 from .model import DiffuSeqTransformer
 from .modelcard import training_card
-from .resample import LossAwareSampler
+from .resample import LossAwareTimesteps
 from .run_folder import (
     STATE,
     append_metrics,
@@ -136,7 +136,7 @@ class Trainer:
         torch.manual_seed(noise_seed(cfg.seed, 0, placement.rank, stream=1))
         self.ema = [p.detach().clone() for p in self.model.parameters()]
         self.diffusion = Diffusion(self.folder_config.diffusion)
-        self.sampler = LossAwareSampler(cfg.diffusion_steps, adaptive=cfg.timesteps == "loss-aware")
+        self.timesteps = LossAwareTimesteps(cfg.diffusion_steps, adaptive=cfg.timesteps == "loss-aware")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # timesteps, shared by all ranks
@@ -179,7 +179,7 @@ class Trainer:
             "ema": [e.detach().cpu() for e in self.ema],
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.timesteps.state_dict(),  # the key older run folders were saved with
             "generator": self.gen.get_state(),
             "rng": distributed.all_gather_object(self._rng_state(), self.pl),
             "scaler": self.scaler.state_dict(),
@@ -193,7 +193,7 @@ class Trainer:
             e.copy_(s.to(e.device))
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.timesteps.load_state_dict(state["sampler"])
         self.gen.set_state(state["generator"])
         rngs = state.get("rng")
         if rngs and len(rngs) == self.pl.world_size:
@@ -270,7 +270,7 @@ class Trainer:
         ids_np, mask_np, real_np = self._collate(self.data, index)
         B, L = ids_np.shape
         # Global draws, identical on every rank; each rank keeps its contiguous slice.
-        t, weights = self.sampler.sample(B, self.gen)
+        t, weights = self.timesteps.sample(B, self.gen)
         sc_mask = torch.rand(B, generator=self.gen) < 0.5
         absorb_u = torch.rand(B, L, generator=self.gen) if cfg.absorbing > 0 else None  # drawn only when used
         per = B // pl.world_size
@@ -322,7 +322,7 @@ class Trainer:
         self.scaler.update()
         self.sched.step()
         self._update_ema()
-        self.sampler.update(t.tolist(), all_losses.tolist())
+        self.timesteps.update(t.tolist(), all_losses.tolist())
         self.step += 1
         return {"loss": mean_loss, "grad_norm": gnorm, "lr": lr, "tokens": int(B * L),
                 "real_tokens": int(self.data.lengths[index].sum())}

@@ -9,20 +9,24 @@ import itertools
 
 from .data import read_pairs
 from .evaluate import evaluate
-from .generation import SamplingOptions, generate_texts, model_device
+from .generation.batches import generate_texts
+from .generation.config import SamplingConfig
+from .generation.jobs import model_device
 
 
 PROBE_SEED = 0  # the same noise at every evaluation, so that probe values differ by the model alone
 
 
-def bleu_probe(loaded, path, lines: int, steps: int) -> dict:
-    """BLEU of one DDIM sample per line on the first ``lines`` pairs, and of copying the source."""
+def bleu_probe(loaded, path, lines: int, steps: int | None = None) -> dict:
+    """BLEU of one DDIM sample per line on the first ``lines`` pairs, and of copying the source.
+
+    ``steps``: DDIM steps (at most the model's T); None: ``generate``'s default.
+    """
     pairs = list(itertools.islice(read_pairs(path), lines))
     srcs = [s for s, _, _ in pairs]
     refs = [t for _, t, _ in pairs]
-    steps = min(steps, loaded.config.diffusion.steps)
-    opts = SamplingOptions(steps=steps, seed=PROBE_SEED)
-    hyps = [c[0] for c in generate_texts(loaded, srcs, 1, opts, batch_size=64, device=model_device(loaded))]
+    opts = SamplingConfig(steps=None if steps is None else min(steps, loaded.config.diffusion.steps), seed=PROBE_SEED)
+    hyps = [c[0] for c in generate_texts(loaded, srcs, 1, opts, device=model_device(loaded))]
     report = evaluate([hyps], refs, sources=srcs)  # the same scoring as `diffuseq evaluate --sources`
     return {
         "valid_bleu": round(report.files[0].bleu, 5),

@@ -16,7 +16,9 @@ from diffuseq_cli.diffusion import Diffusion, absorbing_positions
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.generation import collapse_repeats
 from diffuseq_cli.model import DiffuSeqTransformer
-from diffuseq_cli.sampling import DDIMSampler, least_confident, sample_loop, step_schedule
+from diffuseq_cli.remasking import least_confident
+from diffuseq_cli.samplers import DDIMSampler
+from diffuseq_cli.sampling import sample_loop, step_schedule
 from diffuseq_cli.train_config import RECIPES, TrainConfig, read_config_file, with_recipe
 
 from helpers_models import train_tiny_fast
@@ -95,11 +97,11 @@ def test_option_is_checked_and_in_the_fast_recipe_only(tmp_path):
     assert RECIPES["paper"]["absorbing"] == 0 and RECIPES["fast"]["absorbing"] == 0.5
     assert TrainConfig(data="x.jsonl").absorbing == RECIPES["fast"]["absorbing"]  # the defaults are the fast recipe
     for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(UsageError, match="--absorbing"):
+        with pytest.raises(UsageError, match="^absorbing must be in"):
             with_recipe("fast", data="x.jsonl", absorbing=bad)
     cfg_file = tmp_path / "model.json"
     cfg_file.write_text(json.dumps({"absorbing_state": True}))
-    with pytest.raises(UsageError, match="--absorbing"):
+    with pytest.raises(UsageError, match="the absorbing state follows absorbing"):
         read_config_file(cfg_file)
 
 
@@ -134,7 +136,7 @@ def test_trained_folder_holds_the_state_and_generates(tmp_path, tokenizer_file, 
     with pytest.raises(SystemExit) as exc:
         main(["generate", "-m", str(plain.last_checkpoint), "-i", str(src), "--steps", "5", "-q", "--remask"])
     assert exc.value.code == 2
-    assert "--remask needs a model trained with --absorbing" in capsys.readouterr().err
+    assert "--remask needs a model trained with `train --absorbing`" in capsys.readouterr().err
 
 
 # --- re-masking at sampling (generate --remask) ----------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.diffusion import Diffusion
-from diffuseq_cli.generation import SamplingOptions, prepare, sample_jobs
+from diffuseq_cli.generation import SamplingConfig, prepare, sample_jobs
 
 from helpers_models import build_tiny_model, train_tiny_fast
 
@@ -28,7 +28,7 @@ def test_sampling_gives_the_same_tokens_for_any_batch_and_order_on_cuda(tmp_path
     kernels per batch shape; tokens must still agree; the z_0 samples within 1e-4)."""
     loaded = load_model_folder(build_tiny_model(tmp_path / "m"), device="cuda")
     diff = Diffusion(loaded.config.diffusion)
-    opts = SamplingOptions(steps=10)
+    opts = SamplingConfig(steps=10)
     jobs = prepare(loaded, SOURCES, 0, opts)
     by_len: dict[int, list] = {}
     for j in jobs:

@@ -9,10 +9,10 @@ import torch
 from diffuseq_cli import schedule
 from diffuseq_cli.config import DiffusionConfig
 from diffuseq_cli.diffusion import Diffusion
-from diffuseq_cli.resample import LossAwareSampler
-from diffuseq_cli.sampling import (
-    DDIMSampler, DDPMSampler, expected_embedding, round_to_embeddings, sample_loop, step_schedule,
-)
+from diffuseq_cli.resample import LossAwareTimesteps
+from diffuseq_cli.rounding import expected_embedding, round_to_embeddings
+from diffuseq_cli.samplers import DDIMSampler, DDPMSampler
+from diffuseq_cli.sampling import sample_loop, step_schedule
 
 
 @pytest.mark.parametrize("T", [50, 2000])
@@ -161,7 +161,7 @@ def test_rounding_returns_nearest_embedding_rows():
 
 
 def test_loss_aware_sampler_is_uniform_then_importance_weighted():
-    s = LossAwareSampler(4, history=2, uniform_prob=0.0)
+    s = LossAwareTimesteps(4, history=2, uniform_prob=0.0)
     assert np.allclose(s.weights(), 1.0)
     s.update([0, 1, 2, 3, 0, 1, 2, 3], [1, 1, 1, 1, 1, 1, 3, 3])
     w = s.weights()
@@ -169,13 +169,13 @@ def test_loss_aware_sampler_is_uniform_then_importance_weighted():
     assert np.allclose(w, rms / rms.sum())
     t, weight = s.sample(1000, torch.Generator().manual_seed(0))
     assert torch.allclose(weight, 1.0 / (4 * torch.from_numpy(w)[t]).float())
-    restored = LossAwareSampler(4, history=2, uniform_prob=0.0)
+    restored = LossAwareTimesteps(4, history=2, uniform_prob=0.0)
     restored.load_state_dict(s.state_dict())
     assert np.array_equal(restored.weights(), w)
 
 
 def test_non_adaptive_sampler_stays_uniform():
-    s = LossAwareSampler(4, history=2, uniform_prob=0.0, adaptive=False)
+    s = LossAwareTimesteps(4, history=2, uniform_prob=0.0, adaptive=False)
     s.update([0, 1, 2, 3, 0, 1, 2, 3], [1, 1, 1, 9, 1, 1, 1, 9])
     assert np.allclose(s.weights(), 1.0)
     t, weight = s.sample(100, torch.Generator().manual_seed(0))

@@ -14,8 +14,8 @@ import pytest
 
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.data import read_pairs
-from diffuseq_cli.generate import GenerateOptions, generate_stream
-from diffuseq_cli.generation import SamplingOptions, generate_texts
+from diffuseq_cli.generation import GenerateOptions, generate_stream
+from diffuseq_cli.generation import SamplingConfig, generate_texts
 from helpers_models import build_tiny_model
 from paths import QQP_VALID
 
@@ -42,7 +42,7 @@ def test_first_result_comes_while_the_input_is_still_open(tiny):
         release.wait(120)  # the input stays open until the test has its first result
         yield "why is the sky blue?"
 
-    opts = GenerateOptions(num_samples=2, sampling=SamplingOptions(steps=3), flush_seconds=0.2)
+    opts = GenerateOptions(num_samples=2, sampling=SamplingConfig(steps=3), flush_seconds=0.2)
     stream = generate_stream(tiny, lines(), opts)
     start = time.monotonic()
     first = next(stream)
@@ -85,7 +85,7 @@ def test_pending_lines_stay_bounded_behind_a_waiting_line(tiny):
             consumed[0] += 1
             yield text
 
-    opts = GenerateOptions(batch_size=16, max_pending=20, flush_seconds=600, sampling=SamplingOptions(steps=1))
+    opts = GenerateOptions(max_pending=20, flush_seconds=600, sampling=SamplingConfig(steps=1, batch_size=16))
     held = []
     count = 0
     for count, result in enumerate(generate_stream(tiny, lines(), opts), start=1):
@@ -96,7 +96,7 @@ def test_pending_lines_stay_bounded_behind_a_waiting_line(tiny):
 
 
 def test_the_reader_thread_ends_when_the_consumer_stops(tiny):
-    opts = GenerateOptions(sampling=SamplingOptions(steps=1))
+    opts = GenerateOptions(sampling=SamplingConfig(steps=1))
     stream = generate_stream(tiny, itertools.repeat("an endless input line"), opts)
     assert next(stream).line == 0
     stream.close()

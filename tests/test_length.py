@@ -15,7 +15,7 @@ from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.data import collate, tokenize_file
 from diffuseq_cli.diffusion import Diffusion
 from diffuseq_cli.errors import UsageError
-from diffuseq_cli.generation import SamplingOptions, exact_lengths, prepare
+from diffuseq_cli.generation import SamplingConfig, exact_lengths, prepare
 from diffuseq_cli.model import DiffuSeqTransformer
 from diffuseq_cli.train_config import with_recipe
 
@@ -126,7 +126,7 @@ def test_exact_lengths_fit_the_sequence_and_keep_the_beam_order():
 
 
 def test_options_need_exact_regions_for_a_length_loss():
-    with pytest.raises(UsageError, match="--regions exact"):
+    with pytest.raises(UsageError, match="length_loss trains a length head, which needs regions exact"):
         with_recipe("fast", data="x.jsonl", length_loss=0.5, regions="padded")
     cfg = with_recipe("fast", data="x.jsonl", regions="exact")
     assert cfg.length_weight == 0.1 and with_recipe("fast", data="x.jsonl", regions="padded").length_weight == 0.0
@@ -140,13 +140,13 @@ def test_trained_exact_model_predicts_lengths_and_spreads_candidates(tmp_path, t
     data = json.loads((folder / "config.json").read_text())
     assert data["format_version"] == 3 and data["model"]["length_head"] and data["sequence"]["regions"] == "exact"
     loaded = load_model_folder(folder)
-    jobs = prepare(loaded, ["how do i learn python?", "what is love?"], 0, SamplingOptions(lengths=3))
+    jobs = prepare(loaded, ["how do i learn python?", "what is love?"], 0, SamplingConfig(lengths=3))
     for job in jobs:
         assert len(job.lengths) == 3 and len(set(job.lengths)) == 3
         assert [job.length_of(k) for k in range(4)] == [*job.lengths, job.lengths[0]]
         assert all(len(job.src) + 3 <= L <= loaded.config.sequence.seq_len for L in job.lengths)
     # the most likely length first: the head's argmax
-    auto = prepare(loaded, ["what is love?"], 0, SamplingOptions(length="auto"))[0]
+    auto = prepare(loaded, ["what is love?"], 0, SamplingConfig(length="auto"))[0]
     assert len(auto.lengths) == 1 and auto.length % 8 == 0
     src = tmp_path / "in.txt"
     src.write_text("how do i learn python?\nwhat is love?\n")

@@ -11,6 +11,7 @@ from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 
 from diffuseq_cli import __version__, metrics
 from diffuseq_cli.evaluate import evaluate, load_inputs
+from diffuseq_cli.report_metrics import active_metrics, signature
 
 from paths import SHARED
 FIXTURE = SHARED / "fixtures" / "eval-qqp-valid"
@@ -132,9 +133,11 @@ def test_chrf_pinned(hyp, ref, expected):
 
 
 def test_signature_names_settings_and_version():
-    sig = metrics.signature(5)
-    assert sig == f"diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:{__version__}"
-    assert "|mbr:bleu|" in metrics.signature(5, mbr="bleu")
+    plain = active_metrics(sources=False)
+    assert signature(plain, 5) == f"diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:{__version__}"
+    assert "|n:5|mbr:bleu|" in signature(plain, 5, mbr="bleu")
+    full = active_metrics(sources=True, bertscore_model="m")
+    assert signature(full, 2, mbr="bleu").endswith(f"|n:2|mbr:bleu|ibleu:0.8|bertscore:m|v:{__version__}")
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.diffusion import Diffusion
 from diffuseq_cli.errors import UsageError
-from diffuseq_cli.generation import SamplingOptions
+from diffuseq_cli.generation import SamplingConfig
 from diffuseq_cli.model import DiffuSeqTransformer
-from diffuseq_cli.sampling import DDIMSampler, sample_loop
+from diffuseq_cli.samplers import DDIMSampler
+from diffuseq_cli.sampling import sample_loop
 from diffuseq_cli.train_config import RECIPES, with_recipe
 
 from helpers_models import train_tiny_fast
@@ -115,7 +116,7 @@ def test_recipes_and_validation():
     with pytest.raises(ValueError):
         DiffusionConfig(rounding="nearest")
     with pytest.raises(ValueError):
-        SamplingOptions(rounding="nearest")
+        SamplingConfig(rounding="nearest")
 
 
 def test_trained_folder_keeps_rounding_and_dropout_and_generate_can_override(tmp_path, tokenizer_file, capsys):

@@ -8,7 +8,6 @@ import functools
 import io
 import json
 import math
-import pickle
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from diffuseq_cli.api import DiffuSeq
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.cli import main
+from diffuseq_cli.commands import display
 from diffuseq_cli.commands import train_progress as progress_mod
 from diffuseq_cli.commands.train import parse_gpus
 from diffuseq_cli.diffusion import Diffusion
@@ -299,9 +299,9 @@ def _render(monkeypatch, quiet: bool, terminal: bool) -> str:
     from rich.console import Console
 
     buffer = io.StringIO()
-    monkeypatch.setattr(progress_mod, "_console", Console(file=buffer, force_terminal=terminal, width=160,
-                                                          highlight=False, color_system=None))
-    monkeypatch.setattr(progress_mod, "is_terminal", lambda: terminal)
+    console = Console(file=buffer, force_terminal=terminal, width=160, highlight=False, color_system=None)
+    monkeypatch.setattr(display, "console", lambda: console)
+    monkeypatch.setattr(display, "on_terminal", lambda quiet=False: terminal and not quiet)
     reporter = functools.partial(progress_mod.training_reporter, quiet)
     for event in EVENTS:
         reporter(event)
@@ -334,11 +334,6 @@ def test_quiet_shows_only_warnings(monkeypatch):
 def test_an_unpicklable_progress_callback_is_refused_before_spawning(tmp_path, tokenizer_file):
     with pytest.raises(UsageError, match="picklable|module-level"):
         train(tiny(tmp_path, tokenizer_file, nproc=2), progress=lambda event: None)
-
-
-def test_reporter_is_picklable():
-    reporter = functools.partial(progress_mod.training_reporter, True)
-    assert pickle.loads(pickle.dumps(reporter)).func is progress_mod.training_reporter
 
 
 def test_truncation_is_reported_in_the_start_event_and_the_cli(tmp_path, tokenizer_file, capsys):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .display import Bar, console, on_terminal
 from .options import QuietOpt
 
 
@@ -69,7 +69,8 @@ def evaluate(
         refs = preds.pop()
     columns, names, ref_lines, source_lines = load_inputs(preds, refs, per_line=num_samples, sources_path=sources)
     model = bertscore_model or (DEFAULT_BERTSCORE_MODEL if bertscore else None)
-    with _progress(enabled=not quiet) as on_progress:
+    with Bar((), enabled=on_terminal(quiet), description="scoring", total=None) as bar:
+        on_progress = (lambda done, total: bar.update(completed=done, total=total)) if bar.progress else None
         report = run(columns, ref_lines, names=names, sources=source_lines, mbr=mbr,
                      bertscore_model=model, on_progress=on_progress)
     if fmt is Format.json:
@@ -93,51 +94,18 @@ def _text_items(report):
 
 
 def _table(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    bert = any(row.bertscore is not None for row in report.rows())
-    src = report.source is not None
     table = Table(title=f"{report.lines} lines, {report.samples} sample(s) per source")
-    headers = ["", "BLEU", "ROUGE-L", "dist-1", "avg len", "repeats"] + (["iBLEU", "copies"] if src else [])
-    for header in headers + (["BERTScore"] if bert else []):
-        table.add_column(header, justify="left" if not header else "right")
+    table.add_column("", justify="left")
+    for metric in report.metrics:
+        table.add_column(metric.header, justify="right")
     for i, row in enumerate(report.rows()):
-        cells = [f"{row.bleu:.4f}", f"{row.rouge_l:.4f}", f"{row.dist_1:.4f}", f"{row.avg_len:.2f}", f"{row.repeat:.1%}"]
-        if src:
-            cells += [f"{row.ibleu:.4f}", f"{row.copy:.1%}"]
-        if bert:
-            cells.append("" if row.bertscore is None else f"{row.bertscore:.4f}")
+        cells = [format(row.values[m.name], m.fmt) if m.name in row.values else "" for m in report.metrics]
         table.add_row(row.name, *cells, end_section=i == len(report.files) - 1)
-    console = Console(stderr=True, highlight=False)
-    console.print(table)
+    out = console()
+    out.print(table)
     if report.self_bleu is not None:
-        console.print(f"self-BLEU {report.self_bleu:.4f}   div-4 {report.div_4:.4f}")
-    console.print("[dim]repeats: lines with a word repeated immediately"
-                  + ("; iBLEU = 0.8·BLEU − 0.2·BLEU against the source; copies: lines equal to their source" if src else "")
-                  + f"[/]\n[dim]{report.signature}[/]")
-
-
-class _progress:
-    """A rich progress bar over sources while self-BLEU / MBR run; silent off a terminal."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("scoring", total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
-
+        out.print(f"self-BLEU {report.self_bleu:.4f}   div-4 {report.div_4:.4f}")
+    legend = "; ".join(m.legend for m in report.metrics if m.legend)
+    out.print((f"[dim]{legend}[/]\n" if legend else "") + f"[dim]{report.signature}[/]")

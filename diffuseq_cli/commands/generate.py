@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..generation.config import DEFAULT_DDIM_STEPS, SamplingConfig
 from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt
+
+_DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
 
 
 class Sampler(str, Enum):
@@ -26,7 +29,6 @@ class RemaskSchedule(str, Enum):
     linear = "linear"
 
 
-
 def generate(
     input: Annotated[str, typer.Option("--input", "-i", help="Source lines (text, or JSONL with 'src'); '-' is stdin.")] = "-",
     output: OutputOpt = None,
@@ -38,18 +40,18 @@ def generate(
     mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
     avoid_copy: Annotated[Optional[bool], typer.Option("--avoid-copy/--allow-copy", help="With --mbr: choose the best candidate that is not the source itself, when there is one (paraphrasing) (default: the model's, in its config.json \"decoding\").", show_default=False)] = None,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Denoising steps, up to the model's T (default: 20 with ddim, T with ddpm).")] = None,
-    sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler.ddim,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"Denoising steps, up to the model's T (default: {DEFAULT_DDIM_STEPS} with ddim, T with ddpm).")] = None,
+    sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler(_DEFAULT.sampler),
     length: Annotated[Optional[Length], typer.Option("--length", help="predict: the target region is exactly the length the model's length head predicts; auto: sized from the model's length statistics, padded; full: always seq_len (the official layout) (default: predict for models with a length head, else auto).", show_default=False)] = None,
     lengths: Annotated[Optional[int], typer.Option("--lengths", min=1, help="With --length predict: spread the -n candidates over this many most likely lengths (a length beam; MBR picks among all) (default: the model's).", show_default=False)] = None,
     rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
-    strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = 1.0,
+    strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = _DEFAULT.strength,
     remask: Annotated[Optional[bool], typer.Option("--remask/--no-remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict) (default: on for models trained with --absorbing).")] = None,
-    remask_schedule: Annotated[RemaskSchedule, typer.Option("--remask-schedule", help="trained: re-mask the share the model was trained with at each step; linear: from all words at the start to none at the end (mask-predict).")] = RemaskSchedule.trained,
+    remask_schedule: Annotated[RemaskSchedule, typer.Option("--remask-schedule", help="trained: re-mask the share the model was trained with at each step; linear: from all words at the start to none at the end (mask-predict).")] = RemaskSchedule(_DEFAULT.remask_schedule),
     remask_repeats: Annotated[Optional[bool], typer.Option("--remask-repeats/--no-remask-repeats", help="With re-masking: also re-mask every word equal to the word before it, so that no stutter is kept while steps remain (default: on for models trained with exact regions or DiffuSeq-v2's state).", show_default=False)] = None,
     dedup: Annotated[Optional[bool], typer.Option("--dedup/--no-dedup", help="Collapse runs of the same word in each output (\"so so big\" -> \"so big\"), the usual clean-up of non-autoregressive outputs (default: the model's; off for older models: the paper's decoding).", show_default=False)] = None,
-    seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = 64,
+    seed: SeedOpt = _DEFAULT.seed,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = _DEFAULT.batch_size,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
     input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
@@ -77,16 +79,18 @@ def generate(
 
     if resume and not output:
         raise UsageError("--resume needs -o FILE")
-    if not 0.0 < strength <= 1.0:
-        raise UsageError(f"--strength must be in (0, 1], got {strength}")
     if mbr and num_samples < 2:
         raise UsageError("--mbr needs -n 2 or more candidates")
     if avoid_copy and not mbr:
         raise UsageError("--avoid-copy chooses among candidates: it needs --mbr")
+    sampling = SamplingConfig(
+        steps=steps, sampler=sampler.value, seed=seed, length=length.value if length else None, lengths=lengths,
+        rounding=rounding.value if rounding else None, strength=strength, remask=remask,
+        remask_schedule=remask_schedule.value, remask_repeats=remask_repeats, dedup=dedup, batch_size=batch_size,
+    )
     run_generate(
-        input=input, output=output, model=model, task=task, tokenizer=tokenizer, num_samples=num_samples, mbr=mbr,
-        mbr_metric=mbr_metric.value, avoid_copy=avoid_copy, steps=steps, sampler=sampler.value, length=length.value if length else None, lengths=lengths,
-        seed=seed, rounding=rounding.value if rounding else None, strength=strength, remask=remask,
-        remask_schedule=remask_schedule.value, remask_repeats=remask_repeats, dedup=dedup, heads=heads, batch_size=batch_size, fmt=fmt.value, input_format=input_format.value, device=device,
-        precision=precision.value if precision else None, resume=resume, quiet=quiet,
+        sampling, input=input, output=output, model=model, task=task, tokenizer=tokenizer, heads=heads,
+        num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric.value, avoid_copy=avoid_copy, fmt=fmt.value,
+        input_format=input_format.value, device=device, precision=precision.value if precision else None,
+        resume=resume, quiet=quiet,
     )

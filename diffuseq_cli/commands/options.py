@@ -7,6 +7,15 @@ import typer
 
 from ..config import ROUNDINGS
 
+# Library settings whose flag is not "--" + the field's name with dashes.
+_FLAGS = {"model_overrides": "--config", "eval_bleu_every": "--eval-every"}
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a library setting (``batch_size`` -> ``--batch-size``), for errors."""
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from ..train_config import DEFAULT_LENGTH_LOSS, default, describe_default
 from .options import PrecisionOpt, QuietOpt, Rounding
 
 EPILOG = """Examples:
@@ -49,53 +50,57 @@ def parse_gpus(value: str | None) -> tuple[int, ...] | None:
     return ids
 
 
-def _opt(*names: str, help: str):
+def _opt(*names: str, help: str, field: str | None = None):
+    """An option whose default is not shown by click: None means "the recipe's (or the run's) value";
+    ``field`` names the TrainConfig field whose default the help states (from ``train_config``)."""
+    if field:
+        help = f"{help} (default: {describe_default(field)})."
     return typer.Option(*names, help=help, show_default=False)
 
 
 def train(
     data: Annotated[str, typer.Argument(help="Training data: JSONL with 'src' and 'trg' per line.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, cache).")] = "runs/diffuseq",
+    out: Annotated[str, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, cache).")] = default("out"),
     valid: Annotated[Optional[str], _opt("--valid", help="Validation JSONL (validation loss, BLEU probe).")] = None,
-    recipe: Annotated[Optional[str], _opt("--recipe", help="fast (ours, for modest hardware; default) or paper.")] = None,
-    preset: Annotated[Optional[str], _opt("--preset", help="Model size: tiny, small (default) or base.")] = None,
+    recipe: Annotated[Optional[str], _opt("--recipe", help="fast (ours, for modest hardware) or paper", field="recipe")] = None,
+    preset: Annotated[Optional[str], _opt("--preset", help="Model size: tiny, small or base", field="preset")] = None,
     config: Annotated[Optional[str], _opt("--config", help="JSON file of model fields overriding the preset (training settings under \"train\").")] = None,
     tokenizer: Annotated[Optional[str], _opt("--tokenizer", help="tokenizer.json or vocab.txt (default: train a BPE on the data).")] = None,
-    vocab_size: Annotated[Optional[int], _opt("--vocab-size", help="BPE vocabulary size when training one (default: 8000).")] = None,
-    seq_len: Annotated[Optional[int], _opt("--seq-len", help="Maximum positions, source + target (default: the recipe's).")] = None,
-    steps: Annotated[Optional[int], _opt("--steps", help="Optimisation steps (default: 10000).")] = None,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Global batch size, all processes together (default: 64).")] = None,
+    vocab_size: Annotated[Optional[int], _opt("--vocab-size", help="BPE vocabulary size when training one", field="vocab_size")] = None,
+    seq_len: Annotated[Optional[int], _opt("--seq-len", help="Maximum positions, source + target", field="seq_len")] = None,
+    steps: Annotated[Optional[int], _opt("--steps", help="Optimisation steps", field="steps")] = None,
+    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Global batch size, all processes together", field="batch_size")] = None,
     microbatch: Annotated[Optional[int], _opt("--microbatch", help="Per-process batch; accumulates gradients to the global batch.")] = None,
-    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate (default: the recipe's).")] = None,
-    warmup: Annotated[Optional[int], _opt("--warmup", help="Linear warmup steps (default: the recipe's).")] = None,
-    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="AdamW weight decay (default: the recipe's).")] = None,
-    grad_clip: Annotated[Optional[float], _opt("--grad-clip", help="Gradient norm clipping, 0: off (default: the recipe's).")] = None,
-    diffusion_steps: Annotated[Optional[int], _opt("--diffusion-steps", help="T, the number of diffusion steps (default: the recipe's).")] = None,
-    schedule: Annotated[Optional[str], _opt("--schedule", help="Noise schedule: sqrt, linear, cosine (default: the recipe's).")] = None,
-    embed_dim: Annotated[Optional[int], _opt("--embed-dim", help="d, the embedding dimension (default: the preset's).")] = None,
-    self_condition: Annotated[Optional[bool], _opt("--self-condition/--no-self-condition", help="Self-conditioning (default: off).")] = None,
-    timesteps: Annotated[Optional[str], _opt("--timesteps", help="How training draws t: loss-aware (the paper's importance sampling) or uniform (default: loss-aware).")] = None,
-    positions: Annotated[Optional[str], _opt("--positions", help="absolute (one index over source and target, as the official model) or segment (the target restarts at 0) (default: the recipe's).")] = None,
-    token_loss: Annotated[Optional[float], _opt("--token-loss", help="Weight of the head's cross-entropy on the prediction, 0: the paper's loss (default: the recipe's).")] = None,
-    dropout: Annotated[Optional[float], _opt("--dropout", help="Dropout rate (default: the recipe's, else the preset's).")] = None,
-    absorbing: Annotated[Optional[float], _opt("--absorbing", help="Share of target tokens that training puts in a learned absorbing state at the highest noise, growing linearly with t (DiffuSeq-v2's discrete noise); 0: off (default: the recipe's).")] = None,
-    absorbing_kind: Annotated[Optional[str], _opt("--absorbing-kind", help="replace (ours: the state stands in for the word and is noised like it, share growing linearly in t) or v2 (DiffuSeq-v2 as published: noise centred on the state, absorbed words hold it clean, share·sqrt(1-ᾱ_t)) (default: the recipe's).")] = None,
-    regions: Annotated[Optional[str], _opt("--regions", help="Target regions in training: padded (the target then [PAD]s, the model ends it) or exact (the target alone; trains a length head for generate --length predict) (default: the recipe's).")] = None,
-    length_loss: Annotated[Optional[float], _opt("--length-loss", help="Weight of the length head's loss with --regions exact (default: 0.1).")] = None,
+    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate", field="lr")] = None,
+    warmup: Annotated[Optional[int], _opt("--warmup", help="Linear warmup steps", field="warmup")] = None,
+    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="AdamW weight decay", field="weight_decay")] = None,
+    grad_clip: Annotated[Optional[float], _opt("--grad-clip", help="Gradient norm clipping, 0: off", field="grad_clip")] = None,
+    diffusion_steps: Annotated[Optional[int], _opt("--diffusion-steps", help="T, the number of diffusion steps", field="diffusion_steps")] = None,
+    schedule: Annotated[Optional[str], _opt("--schedule", help="Noise schedule: sqrt, linear, cosine", field="schedule")] = None,
+    embed_dim: Annotated[Optional[int], _opt("--embed-dim", help="d, the embedding dimension", field="embed_dim")] = None,
+    self_condition: Annotated[Optional[bool], _opt("--self-condition/--no-self-condition", help="Self-conditioning", field="self_condition")] = None,
+    timesteps: Annotated[Optional[str], _opt("--timesteps", help="How training draws t: loss-aware (the paper's importance sampling) or uniform", field="timesteps")] = None,
+    positions: Annotated[Optional[str], _opt("--positions", help="absolute (one index over source and target, as the official model) or segment (the target restarts at 0)", field="positions")] = None,
+    token_loss: Annotated[Optional[float], _opt("--token-loss", help="Weight of the head's cross-entropy on the prediction, 0: the paper's loss", field="token_loss")] = None,
+    dropout: Annotated[Optional[float], _opt("--dropout", help="Dropout rate", field="dropout")] = None,
+    absorbing: Annotated[Optional[float], _opt("--absorbing", help="Share of target tokens that training puts in a learned absorbing state at the highest noise, growing linearly with t (DiffuSeq-v2's discrete noise); 0: off", field="absorbing")] = None,
+    absorbing_kind: Annotated[Optional[str], _opt("--absorbing-kind", help="replace (ours: the state stands in for the word and is noised like it, share growing linearly in t) or v2 (DiffuSeq-v2 as published: noise centred on the state, absorbed words hold it clean, share·sqrt(1-ᾱ_t))", field="absorbing_kind")] = None,
+    regions: Annotated[Optional[str], _opt("--regions", help="Target regions in training: padded (the target then [PAD]s, the model ends it) or exact (the target alone; trains a length head for generate --length predict)", field="regions")] = None,
+    length_loss: Annotated[Optional[float], _opt("--length-loss", help=f"Weight of the length head's loss with --regions exact (default: {DEFAULT_LENGTH_LOSS}).")] = None,
     init: Annotated[Optional[str], _opt("--init", help="Start from this model folder's weights and tokenizer (fine-tuning); its shape replaces --preset.")] = None,
-    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, soft, none (default: the recipe's).")] = None,
-    ema: Annotated[Optional[float], _opt("--ema", help="EMA rate (default: 0.9999).")] = None,
+    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, soft, none", field="rounding")] = None,
+    ema: Annotated[Optional[float], _opt("--ema", help="EMA rate", field="ema")] = None,
     precision: PrecisionOpt = None,
-    seed: Annotated[Optional[int], _opt("--seed", help="Random seed: the same seed gives the same run (default: 0).")] = None,
-    save_every: Annotated[Optional[int], _opt("--save-every", help="Checkpoint interval in steps (default: 1000).")] = None,
-    keep: Annotated[Optional[int], _opt("--keep", help="Numbered checkpoints kept, 0: all (default: 3).")] = None,
-    log_every: Annotated[Optional[int], _opt("--log-every", help="Log interval in steps (default: 10).")] = None,
-    valid_every: Annotated[Optional[int], _opt("--valid-every", help="Validation-loss interval in steps, 0: off (default: 500).")] = None,
-    eval_every: Annotated[Optional[int], _opt("--eval-every", help="Validation BLEU probe interval in steps, 0: off (default: 0).")] = None,
+    seed: Annotated[Optional[int], _opt("--seed", help="Random seed: the same seed gives the same run", field="seed")] = None,
+    save_every: Annotated[Optional[int], _opt("--save-every", help="Checkpoint interval in steps", field="save_every")] = None,
+    keep: Annotated[Optional[int], _opt("--keep", help="Numbered checkpoints kept, 0: all", field="keep")] = None,
+    log_every: Annotated[Optional[int], _opt("--log-every", help="Log interval in steps", field="log_every")] = None,
+    valid_every: Annotated[Optional[int], _opt("--valid-every", help="Validation-loss interval in steps, 0: off", field="valid_every")] = None,
+    eval_every: Annotated[Optional[int], _opt("--eval-every", help="Validation BLEU probe interval in steps, 0: off", field="eval_bleu_every")] = None,
     max_minutes: Annotated[Optional[float], _opt("--max-minutes", help="Stop and save after this wall time, 0: no limit.")] = None,
-    device: Annotated[Optional[str], _opt("--device", help="auto (default), cpu or cuda.")] = None,
+    device: Annotated[Optional[str], _opt("--device", help="auto, cpu or cuda", field="device")] = None,
     gpus: Annotated[Optional[str], _opt("--gpus", help="N GPUs (0..N-1) or a list like 0,2; one process each.")] = None,
-    nproc: Annotated[Optional[int], _opt("--nproc", help="Processes on CPU (gloo backend), mainly for testing (default: 1).")] = None,
+    nproc: Annotated[Optional[int], _opt("--nproc", help="Processes on CPU (gloo backend), mainly for testing", field="nproc")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's latest checkpoint.")] = False,
     quiet: QuietOpt = False,
 ):

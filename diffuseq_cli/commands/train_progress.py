@@ -8,17 +8,10 @@ process that renders it (rank 0).
 from __future__ import annotations
 
 import atexit
-import sys
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from . import display
 
-_console = Console(stderr=True, highlight=False)
 _live: "_LiveDisplay | None" = None
-
-
-def is_terminal() -> bool:
-    return sys.stderr.isatty()
 
 
 def _eta(seconds: float | None) -> str:
@@ -54,23 +47,22 @@ class _LiveDisplay:
     """One progress bar with step, loss, lr, samples/s and ETA, redrawn in place; other lines print above it."""
 
     def __init__(self, event: dict):
-        self.progress = Progress(
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn
+
+        columns = (
             TextColumn("step {task.completed}/{task.total}"),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("loss {task.fields[loss]} · lr {task.fields[lr]} · {task.fields[rate]} samples/s · ETA {task.fields[eta]}"),
-            console=_console,
-            transient=False,
         )
-        self.task = self.progress.add_task("train", total=event["steps"], completed=event["step"],
-                                           loss="-", lr="-", rate="-", eta="-")
-        self.progress.start()
+        self.bar = display.Bar(columns, enabled=True, transient=False, description="train", total=event["steps"],
+                               completed=event["step"], loss="-", lr="-", rate="-", eta="-")
 
     def print(self, text: str) -> None:
-        self.progress.console.print(text, soft_wrap=True)
+        self.bar.print(text)
 
     def step(self, event: dict) -> None:
-        self.progress.update(self.task, completed=event["step"])
+        self.bar.update(completed=event["step"])
 
     def log(self, event: dict) -> None:
         fields = {}
@@ -82,12 +74,12 @@ class _LiveDisplay:
             fields["rate"] = f"{event['samples_per_s']:.1f}"
         if "eta_s" in event:
             fields["eta"] = _eta(event["eta_s"])
-        self.progress.update(self.task, completed=event["step"], **fields)
+        self.bar.update(completed=event["step"], **fields)
         if "valid_loss" in event or "valid_bleu" in event:
             self.print(_log_line(event))
 
     def stop(self) -> None:
-        self.progress.stop()
+        self.bar.close()
 
 
 def _stop_live() -> None:
@@ -122,7 +114,7 @@ def training_reporter(quiet: bool, event: dict) -> None:
     if kind == "start":
         _stop_live()
         _print(_start_line(event))
-        if is_terminal():
+        if display.on_terminal():
             _live = _LiveDisplay(event)
     elif kind == "step":
         if _live is not None:
@@ -141,7 +133,7 @@ def training_reporter(quiet: bool, event: dict) -> None:
 
 
 def _print(text: str) -> None:
-    _console.print(text, soft_wrap=True)  # one event, one line, however narrow the terminal or log
+    display.console().print(text, soft_wrap=True)  # one event, one line, however narrow the terminal or log
 
 
 def _escape(text: str) -> str:

@@ -17,44 +17,41 @@ Results come out in input order; which lines share a batch never changes them
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import torch
 
-from .checkpoint import LoadedModel
-from .diffusion import Diffusion
-from .errors import DataError
-from .generation import Job, SamplingOptions, candidate_seed, decode_rows, model_device, prepare, sample_jobs
-from .mbr import MBROutput, get_utility, mbr_select, prefer_changed
-
-FORMATS = ("text", "jsonl")
+from ..checkpoint import LoadedModel
+from ..errors import FieldError
+from ..diffusion import Diffusion
+from ..mbr import MBROutput, get_utility, mbr_select, prefer_changed
+from .batches import decode_rows, sample_jobs
+from .config import SamplingConfig
+from .jobs import Job, candidate_seed, model_device, prepare
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
     num_samples: int = 1
-    batch_size: int = 64  # candidates per model call (rounded down to whole lines, at least one line)
     mbr: bool = False
     mbr_metric: str = "bleu"
     avoid_copy: bool | None = None  # with mbr: the best candidate that is not the source itself; None: the model's
-    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # its batch_size is rounded down to whole lines
     device: str | None = None  # None: where the model's weights are
     precision: str = "fp32"
     flush_seconds: float = 0.5  # when the input stalls, run partial batches once the oldest line waited this long
     max_pending: int = 0  # unfinished lines held at most (0: 4 batches' worth, at least 8)
 
     def __post_init__(self):
-        if self.num_samples < 1 or self.batch_size < 1:
-            raise ValueError("num_samples and batch_size must be positive")
+        if self.num_samples < 1:
+            raise FieldError("{num_samples} must be positive")
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+            raise FieldError(f"{{precision}} must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.mbr:
             get_utility(self.mbr_metric)
 
@@ -119,10 +116,11 @@ def generate_stream(
     ``on_batch(candidates)`` is called after each model call. Device: ``opts.device``, or where the
     model is; the model must already be there.
     """
+    opts.sampling.check(loaded.config)
     device = torch.device(opts.device) if opts.device else model_device(loaded)
     diffusion = Diffusion(loaded.config.diffusion)
     n = opts.num_samples
-    batch = max(n, opts.batch_size // n * n)  # whole lines: all n candidates of a line in one call
+    batch = max(n, opts.sampling.batch_size // n * n)  # whole lines: all n candidates of a line in one call
     max_pending = opts.max_pending or max(4 * batch // n, 8)
 
     buckets: dict[int, list[tuple[Job, int]]] = defaultdict(list)  # length -> (job, k) waiting, oldest first
@@ -217,73 +215,3 @@ def generate_stream(
                 yield from ready()
     finally:
         reader.stop()
-
-
-def parse_source(text: str, fmt: str, line_no: int, name: str) -> str | None:
-    """One input line as a source: plain text, or JSONL with a "src" field (None: a blank JSONL line, skipped)."""
-    if fmt == "text":
-        return text
-    if not text.strip():
-        return None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"malformed JSON ({exc.msg})", name, line_no) from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("src"), str):
-        raise DataError("expected a JSON object with a string 'src'", name, line_no)
-    return obj["src"]
-
-
-def format_result(result: LineResult, fmt: str, num_samples: int, mbr: bool) -> str:
-    """The output text for one line: text (one or n lines) or one JSONL object."""
-    if fmt == "jsonl":
-        obj = {"line": result.line, "src": result.source, "candidates": result.candidates, "seeds": result.seeds}
-        if result.mbr is not None:
-            obj["mbr_choice"] = result.mbr.index
-            obj["mbr_scores"] = result.mbr.scores
-        obj["best"] = result.best
-        obj["truncated"] = result.truncated
-        return json.dumps(obj, ensure_ascii=False) + "\n"
-    if mbr or num_samples == 1:
-        return _one_line(result.best) + "\n"
-    return "".join(_one_line(c) + "\n" for c in result.candidates)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def lines_done(path: Path, fmt: str, num_samples: int, mbr: bool) -> tuple[int, int]:
-    """For --resume: (source lines already complete in ``path``, byte length of those complete lines).
-
-    A last line without its newline (cut off by the interruption) does not count, nor does
-    an incomplete group of ``num_samples`` lines. JSONL records are checked against the
-    options: a file written with another -n, or not by generate, is an error.
-    """
-    per_source = 1 if fmt == "jsonl" or mbr or num_samples == 1 else num_samples
-    if not path.exists():
-        return 0, 0
-    complete_bytes, count, offset = 0, 0, 0
-    last = b""
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break  # a line cut off by the interruption
-            offset += len(raw)
-            count += 1
-            if count % per_source == 0:
-                complete_bytes = offset
-                last = raw
-    if fmt == "jsonl" and count:
-        _check_jsonl_record(path, last, count, num_samples)
-    return count // per_source, complete_bytes
-
-
-def _check_jsonl_record(path: Path, raw: bytes, count: int, num_samples: int) -> None:
-    try:
-        obj = json.loads(raw)
-        ok = isinstance(obj, dict) and len(obj.get("candidates", ())) == num_samples
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        ok = False
-    if not ok:
-        raise DataError(f"cannot resume: not JSONL from `generate -n {num_samples}`", path, count)
