@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from .errors import UsageError
+from .errors import FieldError, literal
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -21,11 +21,11 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA GPU is available")
+        raise FieldError(f"{{device}} {literal(device)}: no CUDA GPU is available")
     try:
         torch.device(device)
     except RuntimeError:
-        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+        raise FieldError(f"{{device}} {literal(device)}: expected auto, cpu, cuda or cuda:N") from None
     return device
 
 

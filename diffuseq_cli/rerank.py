@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError, UsageError
+from .errors import DataError, FieldError, UsageError
 from .mbr import MBROutput, get_utility, mbr_select
 from .textio import display_name, iter_lines
 
@@ -171,7 +171,7 @@ def rerank(sets: Iterator[CandidateSet], *, metric: str = "bleu", nbest: int = 1
     """Score each set with MBR under ``metric``, lazily; a set smaller than ``nbest`` is an error."""
     get_utility(metric)
     if nbest < 1:
-        raise UsageError(f"--nbest must be at least 1, got {nbest}")
+        raise FieldError(f"{{nbest}} must be at least 1, got {nbest}")
     for number, item in enumerate(sets, start=1):
         if len(item.candidates) < nbest:
             raise DataError(f"source {number} has {len(item.candidates)} candidates, fewer than --nbest {nbest}")

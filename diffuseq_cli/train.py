@@ -16,7 +16,7 @@ import torch
 
 from . import distributed
 from .data import file_hash, load_or_tokenize, read_pairs
-from .errors import DataError, DiffuseqError, UsageError
+from .errors import DataError, DiffuseqError, FieldError, UsageError, literal
 from .precision import resolve_device
 from .run_folder import latest_checkpoint, write_text_atomic
 from .tokenizer import TextTokenizer, load_tokenizer, tokenizer_from_str, train_bpe
@@ -72,14 +72,14 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     if cfg.init:
         _check_data_file(Path(cfg.init) / "config.json", "--init (a model folder)")
     if run.exists() and not run.is_dir():
-        raise UsageError(f"--out {run}: exists and is not a folder; choose another --out")
+        raise FieldError(f"{{out}} {literal(run)}: exists and is not a folder; choose another {{out}}")
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"--out {run}: cannot create the run folder ({exc.strerror or exc})") from None
+        raise FieldError(f"{{out}} {literal(run)}: cannot create the run folder ({literal(exc.strerror or exc)})") from None
     world = world_size or cfg.world_size
     if cfg.batch_size % world:
-        raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
+        raise FieldError(f"{{batch_size}} {cfg.batch_size} is not divisible by the {world} processes")
     latest = latest_checkpoint(run)
     if latest is not None and not resume:
         raise UsageError(f"{run} already holds checkpoints (latest: {latest.name}); "
@@ -148,9 +148,9 @@ def _texts(path):
 def _device_kind(cfg: TrainConfig) -> str:
     if cfg.gpus:
         if not torch.cuda.is_available():
-            raise UsageError("--gpus was given, but no CUDA GPU is available (use --nproc N for CPU processes)")
+            raise FieldError("{gpus} was given, but no CUDA GPU is available (use {nproc} N for CPU processes)")
         if max(cfg.gpus) >= torch.cuda.device_count():
-            raise UsageError(f"--gpus {','.join(map(str, cfg.gpus))}: this machine has {torch.cuda.device_count()} GPU(s)")
+            raise FieldError(f"{{gpus}} {','.join(map(str, cfg.gpus))}: this machine has {torch.cuda.device_count()} GPU(s)")
         return "cuda"
     return torch.device(resolve_device(cfg.device)).type
 

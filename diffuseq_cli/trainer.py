@@ -27,7 +27,7 @@ from .checkpoint import LoadedModel, initial_weights, read_config
 from .config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
 from .diffusion import Diffusion, absorbing_positions
-from .errors import DiffuseqError, UsageError
+from .errors import DiffuseqError, FieldError, UsageError, literal
 from .model import DiffuSeqTransformer
 from .modelcard import training_card
 from .resample import LossAwareTimesteps
@@ -73,10 +73,10 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     if cfg.init:
         base = read_config(Path(cfg.init)).model
         if base.vocab_size != vocab_size:
-            raise UsageError(f"--init {cfg.init} has a vocabulary of {base.vocab_size}, the tokenizer {vocab_size}; "
-                             "leave out --tokenizer to use the model's own")
+            raise FieldError(f"{{init}} {literal(cfg.init)} has a vocabulary of {base.vocab_size}, the tokenizer {vocab_size}; "
+                             "leave out {tokenizer} to use the model's own")
         if base.max_positions < cfg.seq_len:
-            raise UsageError(f"--init {cfg.init} has {base.max_positions} positions, fewer than --seq-len {cfg.seq_len}")
+            raise FieldError(f"{{init}} {literal(cfg.init)} has {base.max_positions} positions, fewer than {{seq_len}} {cfg.seq_len}")
         return dataclasses.replace(base, absorbing_state=cfg.absorbing > 0, length_head=cfg.regions == "exact",
                                    **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
     overrides = {k: v for k, v in cfg.model_overrides.items() if k not in ("train", "vocab_size")}
@@ -90,7 +90,7 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
         overrides.setdefault("dropout", cfg.dropout)
     max_positions = overrides.pop("max_positions", max(cfg.seq_len, 8))
     if max_positions < cfg.seq_len:
-        raise UsageError(f"max_positions {max_positions} (from --config) is below --seq-len {cfg.seq_len}")
+        raise FieldError(f"max_positions {max_positions} (from {{model_overrides}}) is below {{seq_len}} {cfg.seq_len}")
     try:
         return preset(cfg.preset, vocab_size, max_positions=max_positions, **overrides)
     except (TypeError, ValueError) as exc:
@@ -106,7 +106,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, tokenizer: TextTokenizer, placement, progress: Progress | None):
         self.cfg, self.tok, self.pl, self.progress = cfg, tokenizer, placement, progress
         if cfg.batch_size % placement.world_size:
-            raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by the {placement.world_size} processes")
+            raise FieldError(f"{{batch_size}} {cfg.batch_size} is not divisible by the {placement.world_size} processes")
         self.run_dir = Path(cfg.out)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = placement.device
