@@ -87,7 +87,7 @@ class DiffuSeq:
                            make_sampler(sampler, eta), noise_fn,
                            rounding=self.diffusion.config.rounding if rounding is None else rounding)
 
-    def generate(self, sources: list[str], num_samples: int = 1, config: SamplingConfig | None = None,
+    def generate(self, sources: list[str], num_samples: int = 1, *, config: SamplingConfig | None = None,
                  **options) -> list[list[str]]:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.
 

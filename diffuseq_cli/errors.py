@@ -43,6 +43,9 @@ class FieldError(UsageError, ValueError):
         self.fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
         super().__init__(self.render(lambda name: name))
 
+    def __reduce__(self):  # rebuilt from the template (errors cross process boundaries pickled)
+        return (type(self), (self.template,))
+
     def render(self, name_of) -> str:
         """The message with each field written as ``name_of(field)``."""
         return self.template.format_map({f: name_of(f) for f in self.fields})

@@ -98,6 +98,12 @@ class BERTScore(Metric):
                                     lang="en", verbose=False)
         return [float(v) for v in f1.tolist()]
 
+    def aggregate(self, values):
+        """The float32 mean of the F1s, as the official evaluation takes it (``f1.mean()``)."""
+        import torch
+
+        return float(torch.tensor(values, dtype=torch.float32).mean())
+
 
 BLEU = _Sentence("bleu", "BLEU", lambda h, r, s: metrics.sentence_bleu(h.stats, r.stats), signature="bleu:nltk-s4")
 ROUGE_L = _Sentence("rouge_l", "ROUGE-L", lambda h, r, s: metrics.rouge_l(h.rouge, r.rouge), signature="rougeL:lcs-lower")
@@ -131,7 +137,8 @@ def signature(chosen: Sequence[Metric], samples: int, mbr: str | None = None) ->
     ``diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:0.1.0``: the standard metrics'
     settings, the samples per source, MBR's utility, then the optional metrics' settings."""
     standard = [m.signature for m in chosen if m.signature and m in METRICS and not m.needs_sources]
-    optional = [m.signature for m in chosen if m.signature and m.signature not in standard]
+    optional = ([m.signature for m in chosen if isinstance(m, BERTScore)]
+                + [m.signature for m in chosen if m.signature and m.needs_sources])
     parts = ["diffuseq-eval", *standard, f"n:{samples}", *([f"mbr:{mbr}"] if mbr else []), *optional,
              f"v:{__version__}"]
     return "|".join(parts)

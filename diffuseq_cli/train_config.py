@@ -215,6 +215,8 @@ def read_run_config(run: str | Path) -> TrainConfig | None:
         return None
     try:
         return TrainConfig.from_json(path.read_text())
+    except FieldError:
+        raise  # a setting out of range: the message names it
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{path}: not a training configuration ({exc})") from None
 
@@ -257,7 +259,7 @@ def read_config_file(path: str | Path) -> tuple[dict, dict]:
     if bad:
         hint = " (set the vocabulary with {vocab_size})" if "vocab_size" in bad else ""
         hint += " (the absorbing state follows {absorbing})" if "absorbing_state" in bad else ""
-        raise FieldError(f"{literal(path)}: unknown model field(s) {', '.join(bad)}{hint}; known: {', '.join(sorted(model_fields))}")
+        raise FieldError(f"{literal(path)}: unknown model field(s) {literal(', '.join(bad))}{hint}; known: {', '.join(sorted(model_fields))}")
     bad = sorted(set(train) - (_FIELDS - {"model_overrides"}))
     if bad:
         raise UsageError(f"{path}: unknown training setting(s) under \"train\": {', '.join(bad)}")

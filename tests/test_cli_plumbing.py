@@ -149,3 +149,15 @@ def test_api_generate_takes_sampling_fields(monkeypatch):
     assert seen["args"][3] == dataclasses.replace(SamplingConfig(), steps=7, seed=3)
     with pytest.raises(TypeError):
         model.generate(["x"], no_such_option=1)
+
+
+def test_field_errors_keep_user_text_and_cross_processes():
+    """Paths and values with braces stay as written; the error pickles (spawned training workers)."""
+    import pickle
+
+    from diffuseq_cli.commands.options import flag_name
+    from diffuseq_cli.errors import FieldError, literal
+
+    error = pickle.loads(pickle.dumps(FieldError(f"{{out}} {literal('runs/{a}')}: exists and is not a folder")))
+    assert str(error) == "out runs/{a}: exists and is not a folder"
+    assert error.render(flag_name) == "--out runs/{a}: exists and is not a folder" and error.exit_code == 2

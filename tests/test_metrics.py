@@ -137,7 +137,7 @@ def test_signature_names_settings_and_version():
     assert signature(plain, 5) == f"diffuseq-eval|bleu:nltk-s4|rougeL:lcs-lower|dist:1|n:5|v:{__version__}"
     assert "|n:5|mbr:bleu|" in signature(plain, 5, mbr="bleu")
     full = active_metrics(sources=True, bertscore_model="m")
-    assert signature(full, 2, mbr="bleu").endswith(f"|n:2|mbr:bleu|ibleu:0.8|bertscore:m|v:{__version__}")
+    assert signature(full, 2, mbr="bleu").endswith(f"|n:2|mbr:bleu|bertscore:m|ibleu:0.8|v:{__version__}")
 
 
 @pytest.fixture(scope="module")

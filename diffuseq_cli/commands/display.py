@@ -47,18 +47,20 @@ class Spinner:
 class Bar:
     """One rich progress task redrawn in place, with the caller's columns; does nothing when disabled.
 
+    ``redirect``: print what others write to stdout/stderr above the bar (a long display, like
+    training's, whose workers may print), instead of leaving it to the terminal.
     ``fields`` are the task's initial values (``total``, ``completed``, ``description`` and any
     custom fields its columns read). ``print`` writes a line above the bar (or plainly without one).
     """
 
-    def __init__(self, columns, *, enabled: bool, transient: bool = True, **fields):
+    def __init__(self, columns, *, enabled: bool, transient: bool = True, redirect: bool = False, **fields):
         self.progress = self.task = None
         if not enabled:
             return
         from rich.progress import Progress
 
         self.progress = Progress(*columns, console=console(), transient=transient,
-                                 redirect_stdout=False, redirect_stderr=False)
+                                 redirect_stdout=redirect, redirect_stderr=redirect)
         self.task = self.progress.add_task(fields.pop("description", ""), **fields)
         self.progress.start()
 

@@ -157,4 +157,5 @@ def _progress_bar(input: str, done: int, quiet: bool):
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    return Bar(columns, enabled=not quiet, description="first batch", total=_count_lines(input), completed=done, rate="")
+    total = None if quiet else _count_lines(input)  # reads the file once more: only for a bar
+    return Bar(columns, enabled=not quiet, description="first batch", total=total, completed=done, rate="")

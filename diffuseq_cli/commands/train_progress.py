@@ -55,7 +55,7 @@ class _LiveDisplay:
             TaskProgressColumn(),
             TextColumn("loss {task.fields[loss]} · lr {task.fields[lr]} · {task.fields[rate]} samples/s · ETA {task.fields[eta]}"),
         )
-        self.bar = display.Bar(columns, enabled=True, transient=False, description="train", total=event["steps"],
+        self.bar = display.Bar(columns, enabled=True, transient=False, redirect=True, description="train", total=event["steps"],
                                completed=event["step"], loss="-", lr="-", rate="-", eta="-")
 
     def print(self, text: str) -> None:

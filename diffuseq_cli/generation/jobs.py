@@ -22,7 +22,6 @@ MIN_TARGET = 8
 
 
 @dataclass
-@dataclass
 class Job:
     """One source line, prepared: its packed source ids and the total sequence length(s).
 

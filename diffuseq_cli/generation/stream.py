@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from ..checkpoint import LoadedModel
-from ..errors import FieldError
+from ..errors import FieldError, literal
 from ..diffusion import Diffusion
 from ..mbr import MBROutput, get_utility, mbr_select, prefer_changed
 from .batches import decode_rows, sample_jobs
@@ -51,7 +51,7 @@ class GenerateOptions:
         if self.num_samples < 1:
             raise FieldError("{num_samples} must be positive")
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise FieldError(f"{{precision}} must be fp32, bf16 or fp16, got {self.precision!r}")
+            raise FieldError(f"{{precision}} must be fp32, bf16 or fp16, got {literal(repr(self.precision))}")
         if self.mbr:
             get_utility(self.mbr_metric)
 
