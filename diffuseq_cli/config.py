@@ -25,6 +25,7 @@ REGIONS = ("padded", "exact")
 # Sampling choices (generation.config.SamplingConfig checks against these; the classes and
 # strategies they name live in samplers.py, rounding.py and remasking.py).
 SAMPLERS = ("ddim", "ddpm")
+PRECISIONS = ("fp32", "bf16", "fp16")  # of training and sampling (precision.autocast)
 LENGTH_MODES = ("predict", "auto", "full")
 REMASK_SCHEDULES = ("trained", "linear")
 

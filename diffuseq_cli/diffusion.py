@@ -23,6 +23,12 @@ def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.T
     return out.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row mean of (B, L) ``values`` over the positions where ``mask`` holds (0 for none)."""
+    m = mask.to(values.dtype)
+    return (values * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+
+
 @dataclass
 class Losses:
     """Per-sequence loss terms (B,) each; ``loss`` is what training minimises."""
@@ -52,12 +58,19 @@ class Diffusion:
             return t.float() * (1000.0 / self.num_steps)
         return t.float()
 
-    def q_sample(self, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    def q_sample(self, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, target_mask: torch.Tensor,
+                 centre: torch.Tensor | None = None) -> torch.Tensor:
         """z_t = sqrt(ᾱ_t) z_0 + sqrt(1-ᾱ_t) ε on target positions; source positions stay z_0 exactly.
 
         z0, noise: (B, L, d); t: (B,) long; target_mask: (B, L) bool, True where noised.
+        ``centre`` (DiffuSeq-v2's state m, ``absorbing_centre``): the process of z - m instead,
+        z_t = sqrt(ᾱ_t)(z_0 - m) + sqrt(1-ᾱ_t) ε + m.
         """
-        zt = extract(self.sqrt_ac, t, z0) * z0 + extract(self.sqrt_one_minus_ac, t, z0) * noise
+        if centre is None:
+            zt = extract(self.sqrt_ac, t, z0) * z0 + extract(self.sqrt_one_minus_ac, t, z0) * noise
+        else:
+            centre = centre.to(z0.dtype)
+            zt = extract(self.sqrt_ac, t, z0) * (z0 - centre) + extract(self.sqrt_one_minus_ac, t, z0) * noise + centre
         return torch.where(target_mask[..., None], zt, z0)
 
     def embed_noise_std(self) -> float:
@@ -105,8 +118,7 @@ class Diffusion:
         v2 = centre is not None
         if v2:  # z_t = sqrt(ᾱ)(z_0 - m) + sqrt(1-ᾱ) ε + m; an absorbed word is m itself
             centre = centre.to(emb.dtype)
-            zt = self.q_sample(z0 - centre, t, noise.to(emb.dtype), target_mask) + centre
-            zt = torch.where(target_mask[..., None], zt, z0)
+            zt = self.q_sample(z0, t, noise.to(emb.dtype), target_mask, centre)
             if absorb is not None:
                 zt = torch.where((absorb & target_mask)[..., None], centre.expand_as(zt), zt)
         else:
@@ -131,11 +143,7 @@ class Diffusion:
         V = logits.shape[-1]
         # flattened (B·L, V) cross-entropy: same numbers, about twice as fast as the (B, V, L) layout
         ce0 = F.cross_entropy(logits.reshape(-1, V).float(), ids.reshape(-1), reduction="none").view(ids.shape)
-        if key_mask is None:
-            rounding = ce0.mean(dim=1)
-        else:
-            real = key_mask.to(ce0.dtype)
-            rounding = (ce0 * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
+        rounding = ce0.mean(dim=1) if key_mask is None else _masked_mean(ce0, key_mask)
         last = torch.full_like(t, self.num_steps - 1)
         far = z0 - centre if v2 else z0
         prior = ((extract(self.sqrt_ac, last, z0) * far) ** 2 * m).sum(dim=(1, 2)) / count
@@ -145,14 +153,13 @@ class Diffusion:
         token = torch.zeros_like(mse)
         if token_weight > 0:
             ce = F.cross_entropy(model.logits(pred).reshape(-1, V).float(), ids.reshape(-1), reduction="none")
-            tm = target_mask.to(ce.dtype)
-            token = (ce.view(ids.shape) * tm).sum(dim=1) / tm.sum(dim=1).clamp_min(1.0)
+            token = _masked_mean(ce.view(ids.shape), target_mask)
             loss = loss + token_weight * token
         length = torch.zeros_like(mse)
         if length_weight > 0:
             source = ~target_mask if key_mask is None else (~target_mask & key_mask)
             words = (target_mask.sum(dim=1) - 2).clamp(0, model.config.max_positions - 1)  # [CLS] y [SEP]
-            length = F.cross_entropy(model.length_logits(ids, source).float(), words, reduction="none")
+            length = F.cross_entropy(model.length_logits(ids, source, emb).float(), words, reduction="none")
             loss = loss + length_weight * length
         return Losses(loss=loss, mse=mse, rounding=rounding, prior=prior, token=token, length=length)
 

@@ -187,12 +187,14 @@ class DiffuSeqTransformer(nn.Module):
         pos = torch.where(target_mask, idx - start, idx)
         return self.position_embedding(pos) + self.segment_embedding(target_mask.long())
 
-    def length_logits(self, ids: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+    def length_logits(self, ids: torch.Tensor, source_mask: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         """Target-length logits (B, max_positions) for source ids (B, S) where ``source_mask`` holds.
 
-        The embeddings are detached: the head learns from them without pulling them its way.
+        ``emb``: ``embed(ids)`` when the caller has it already (the training loss). The embeddings
+        are detached: the head learns from them without pulling them its way.
         """
-        return self.length_predictor(self.embed(ids).detach(), source_mask)
+        emb = self.embed(ids) if emb is None else emb
+        return self.length_predictor(emb.detach(), source_mask)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -13,8 +13,6 @@ import torch
 
 from .errors import FieldError, literal
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 
 def resolve_device(device: str) -> str:
     """``--device`` as a torch device string: auto, cpu, cuda or cuda:N, checked against this machine."""

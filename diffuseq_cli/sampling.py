@@ -105,15 +105,15 @@ def sample_loop(
             confidence, best = head_choice(z0, table, head_bias)
             doubtful = remask.pick(diffusion, t_prev, confidence, best, target_mask)
         z0 = round_estimate(z0, rounding, table, head_bias, best)
-        a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype)
-        a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype)
+        a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype).to(z.device)
+        a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype).to(z.device)
         noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None
         if centre is None:
-            z = sampler.step(z0, z, a_t.to(z.device), a_prev.to(z.device), noise)
+            z = sampler.step(z0, z, a_t, a_prev, noise)
         else:  # the process of z - m
-            z = centre + sampler.step(z0 - centre, z - centre, a_t.to(z.device), a_prev.to(z.device), noise)
+            z = centre + sampler.step(z0 - centre, z - centre, a_t, a_prev, noise)
         if doubtful is not None:
-            z = remask.absorb(z, doubtful, z0, a_prev.to(z.device), model.absorbing_state, centre)
+            z = remask.absorb(z, doubtful, z0, a_prev, model.absorbing_state, centre)
         z = torch.where(keep, source_emb, z)  # anchoring: the source part is EMB(x) again
     tokens = model.logits(z).argmax(dim=-1)
     return SampleOutput(sample=z, tokens=tokens)

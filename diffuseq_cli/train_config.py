@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ABSORBING_KINDS, POSITIONS, PRESETS, REGIONS, ROUNDINGS
+from .config import ABSORBING_KINDS, POSITIONS, PRECISIONS, PRESETS, REGIONS, ROUNDINGS
 from .errors import FieldError, UsageError, literal
 
 TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
@@ -94,7 +94,7 @@ class TrainConfig:
             raise UsageError(f"unknown recipe {literal(repr(self.recipe))}; choose from {', '.join(RECIPES)}")
         if self.preset not in PRESETS:
             raise UsageError(f"unknown preset {literal(repr(self.preset))}; choose from {', '.join(PRESETS)}")
-        if self.precision not in (None, "fp32", "bf16", "fp16"):
+        if self.precision not in (None, *PRECISIONS):
             raise FieldError("{precision} must be fp32, bf16 or fp16")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise FieldError(f"{{device}} must be auto, cpu, cuda or cuda:N, not {literal(repr(self.device))}")

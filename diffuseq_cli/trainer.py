@@ -70,6 +70,10 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     With ``--init MODEL``: that model's shape, with the absorbing state and length head the
     recipe asks for (what the model lacks starts fresh).
     """
+    # What the recipe decides, whatever the starting shape: the absorbing-state vector exists exactly
+    # when training uses it, and exact regions need their size predicted.
+    wanted = {"absorbing_state": cfg.absorbing > 0, "length_head": cfg.regions == "exact"}
+    dropout = {"dropout": cfg.dropout} if cfg.dropout is not None else {}
     if cfg.init:
         base = read_config(Path(cfg.init)).model
         if base.vocab_size != vocab_size:
@@ -77,17 +81,15 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
                              "leave out {tokenizer} to use the model's own")
         if base.max_positions < cfg.seq_len:
             raise FieldError(f"{{init}} {literal(cfg.init)} has {base.max_positions} positions, fewer than {{seq_len}} {cfg.seq_len}")
-        return dataclasses.replace(base, absorbing_state=cfg.absorbing > 0, length_head=cfg.regions == "exact",
-                                   **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
+        return dataclasses.replace(base, **wanted, **dropout)
     overrides = {k: v for k, v in cfg.model_overrides.items() if k not in ("train", "vocab_size")}
     if cfg.embed_dim:
         overrides.setdefault("embed_dim", cfg.embed_dim)
     overrides.setdefault("self_condition", cfg.self_condition)
     overrides.setdefault("positions", cfg.positions)
-    overrides["absorbing_state"] = cfg.absorbing > 0  # the vector exists exactly when training uses it
-    overrides["length_head"] = cfg.regions == "exact"  # exact regions need their size predicted
-    if cfg.dropout is not None:
-        overrides.setdefault("dropout", cfg.dropout)
+    overrides.update(wanted)
+    for name, value in dropout.items():  # a --config file's dropout wins here
+        overrides.setdefault(name, value)
     max_positions = overrides.pop("max_positions", max(cfg.seq_len, 8))
     if max_positions < cfg.seq_len:
         raise FieldError(f"max_positions {max_positions} (from {{model_overrides}}) is below {{seq_len}} {cfg.seq_len}")
@@ -484,5 +486,5 @@ class _Forward:
     def absorbing_state(self):
         return self._module.absorbing_state
 
-    def length_logits(self, ids, source_mask):
-        return self._module.length_logits(ids, source_mask)
+    def length_logits(self, ids, source_mask, emb=None):
+        return self._module.length_logits(ids, source_mask, emb)

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
+from ..config import LENGTH_MODES, REMASK_SCHEDULES, SAMPLERS
 from ..generation.config import DEFAULT_DDIM_STEPS, SamplingConfig
-from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt
+from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices
 
 _DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
 
 
-class Sampler(str, Enum):
-    ddim = "ddim"
-    ddpm = "ddpm"
-
-
-class Length(str, Enum):
-    predict = "predict"
-    auto = "auto"
-    full = "full"
-
-
-class RemaskSchedule(str, Enum):
-    trained = "trained"
-    linear = "linear"
+Sampler = choices("Sampler", SAMPLERS)
+Length = choices("Length", LENGTH_MODES)
+RemaskSchedule = choices("RemaskSchedule", REMASK_SCHEDULES)
 
 
 def generate(

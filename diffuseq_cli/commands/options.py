@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import ROUNDINGS
+from ..config import PRECISIONS, ROUNDINGS
 
 # Library settings whose flag is not "--" + the field's name with dashes.
 _FLAGS = {"model_overrides": "--config", "eval_bleu_every": "--eval-every"}
@@ -44,11 +44,13 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of the library's choice list, for Typer (which lists them in --help and rejects others)."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
 # How each z_0 estimate is rounded to a word during sampling: the choices are config.ROUNDINGS.
-Rounding = Enum("Rounding", {name: name for name in ROUNDINGS}, type=str)
+Rounding = choices("Rounding", ROUNDINGS)
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
+Precision = choices("Precision", PRECISIONS)

@@ -81,9 +81,7 @@ def sample_batch(
         if start < T - 1:
             copied = source_copied_into_target(ids, mask, loaded.config.sequence.pad_id)
             t0 = torch.full((R,), start, dtype=torch.long, device=device)
-            centre = diffusion.absorbing_centre(model)
-            centre = 0.0 if centre is None else centre.to(src_emb.dtype)  # DiffuSeq-v2 models: the process of z - m
-            z_start = centre + diffusion.q_sample(model.embed(copied) - centre, t0, z_T.to(src_emb.dtype), mask)
+            z_start = diffusion.q_sample(model.embed(copied), t0, z_T.to(src_emb.dtype), mask, diffusion.absorbing_centre(model))
         else:
             z_start = start_from_noise(model, diffusion, z_T.to(src_emb.dtype), start)
         rounding = opts.rounding_for(loaded.config)

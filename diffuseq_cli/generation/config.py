@@ -79,9 +79,9 @@ class SamplingConfig:
         T = config.diffusion.steps
         if not 1 <= self.num_steps(T) <= T:
             raise FieldError(f"{{steps}} must be between 1 and the model's T = {T}")
-        self.length_for(config)
+        mode = self.length_for(config)
         self.remask_share_for(config)
-        if self.length_for(config) != "predict" and self.lengths is not None and self.lengths > 1:
+        if mode != "predict" and self.lengths is not None and self.lengths > 1:
             raise FieldError("{lengths} needs {length} predict (a model with a length head)")
 
     def num_steps(self, T: int) -> int:

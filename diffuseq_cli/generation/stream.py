@@ -27,8 +27,9 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from ..checkpoint import LoadedModel
-from ..errors import FieldError, literal
+from ..config import PRECISIONS
 from ..diffusion import Diffusion
+from ..errors import FieldError, literal
 from ..mbr import MBROutput, get_utility, mbr_select, prefer_changed
 from .batches import decode_rows, sample_jobs
 from .config import SamplingConfig
@@ -50,7 +51,7 @@ class GenerateOptions:
     def __post_init__(self):
         if self.num_samples < 1:
             raise FieldError("{num_samples} must be positive")
-        if self.precision not in ("fp32", "bf16", "fp16"):
+        if self.precision not in PRECISIONS:
             raise FieldError(f"{{precision}} must be fp32, bf16 or fp16, got {literal(repr(self.precision))}")
         if self.mbr:
             get_utility(self.mbr_metric)
@@ -122,6 +123,7 @@ def generate_stream(
     n = opts.num_samples
     batch = max(n, opts.sampling.batch_size // n * n)  # whole lines: all n candidates of a line in one call
     max_pending = opts.max_pending or max(4 * batch // n, 8)
+    avoid_copy = loaded.config.decoding.avoid_copy if opts.avoid_copy is None else opts.avoid_copy
 
     buckets: dict[int, list[tuple[Job, int]]] = defaultdict(list)  # length -> (job, k) waiting, oldest first
     arrived: dict[int, float] = {}  # line -> when it was read (for lines waiting in a bucket)
@@ -164,7 +166,7 @@ def generate_stream(
             )
             if opts.mbr and n > 1:
                 result.mbr = mbr_select(cands, opts.mbr_metric)
-                if loaded.config.decoding.avoid_copy if opts.avoid_copy is None else opts.avoid_copy:
+                if avoid_copy:
                     result.mbr = prefer_changed(result.mbr, cands, result.source)
             next_emit += 1
             yield result
@@ -202,7 +204,7 @@ def generate_stream(
                 arrived[line] = time.monotonic()
                 for k in range(n):  # with a length beam, a line's candidates go to several buckets
                     buckets[job.length_of(k)].append((job, k))
-                for length in dict.fromkeys(job.lengths):
+                for length in job.lengths:  # unique (generation.jobs)
                     if len(buckets.get(length, ())) >= batch:
                         run(length)
             yield from ready()
