@@ -125,13 +125,25 @@ def read_config(folder: Path) -> ModelFolderConfig:
         raise DiffuseqError(f"{path}: invalid model configuration: {exc}") from None
 
 
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """A model folder's weights as float32 (stored in fp16 or fp32)."""
+    path = Path(folder) / WEIGHTS
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise DiffuseqError(f"{folder} has no {WEIGHTS}") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise DiffuseqError(f"{path}: cannot read weights ({exc})") from None
+    return {k: v.float() for k, v in state.items()}
+
+
 def initial_weights(folder: Path, model: DiffuSeqTransformer) -> dict[str, torch.Tensor]:
     """``train --init``: the folder's weights as float32 for ``model``, its new parts (a length head,
     an absorbing state the folder lacks) taken from ``model`` as initialised; any other mismatch is an error."""
     try:
-        state = {k: v.float() for k, v in load_file(str(Path(folder) / WEIGHTS)).items()}
-    except FileNotFoundError:
-        raise DiffuseqError(f"--init {folder}: no {WEIGHTS} (pass a model folder)") from None
+        state = read_weights(folder)
+    except DiffuseqError as exc:
+        raise DiffuseqError(f"--init: {exc} (pass a model folder)") from None
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     if unexpected:
@@ -151,13 +163,7 @@ def load_model_folder(folder: str | Path, device: str | torch.device = "cpu") ->
     folder = Path(folder)
     config = read_config(folder)
     model = DiffuSeqTransformer(config.model)
-    try:
-        state = load_file(str(folder / WEIGHTS))
-    except FileNotFoundError:
-        raise DiffuseqError(f"{folder} has no {WEIGHTS}") from None
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise DiffuseqError(f"{folder / WEIGHTS}: cannot read weights ({exc})") from None
-    state = {k: v.float() for k, v in state.items()}
+    state = read_weights(folder)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DiffuseqError(f"{folder / WEIGHTS} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")

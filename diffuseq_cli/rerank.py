@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import DataError, FieldError, UsageError
 from .mbr import MBROutput, get_utility, mbr_select
-from .textio import display_name, iter_lines
+from .textio import count_lines, display_name, iter_lines
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
 
@@ -66,12 +66,7 @@ def _aligned(paths: Sequence, first: Iterator[str]) -> Iterator[CandidateSet]:
     for count, row in enumerate(itertools.zip_longest(*streams, fillvalue=done)):
         if any(item is done for item in row):
             totals = [count + (item is not done) + sum(1 for _ in s) for item, s in zip(row, streams)]
-            short = min(range(len(paths)), key=totals.__getitem__)
-            long = max(range(len(paths)), key=totals.__getitem__)
-            raise DataError(
-                f"{display_name(paths[short])} has {totals[short]} lines but "
-                f"{display_name(paths[long])} has {totals[long]}; candidate files must be line-aligned"
-            )
+            raise DataError(_misaligned([display_name(p) for p in paths], totals))
         yield CandidateSet(list(row))
 
 
@@ -85,7 +80,7 @@ def _grouped(path, lines: Iterator[str], k: int) -> Iterator[CandidateSet]:
             yield CandidateSet(group)
             group = []
     if group:
-        raise DataError(f"{display_name(path)} has {count} lines, not a multiple of -n {k}")
+        raise DataError(_not_multiple(display_name(path), count, k))
 
 
 def _jsonl(path, lines: Iterator[str], k: int | None) -> Iterator[CandidateSet]:
@@ -134,8 +129,7 @@ def read_candidate_sets(
     if per_line is None:
         raise UsageError("one text file of candidates needs -n K (K consecutive lines per source); "
                          "or give one file per sample, or JSONL")
-    _check_counts(paths, lambda names, counts: (f"{names[0]} has {counts[0]} lines, not a multiple of -n {per_line}"
-                                                if counts[0] % per_line else None))
+    _check_counts(paths, lambda names, counts: _not_multiple(names[0], counts[0], per_line) if counts[0] % per_line else None)
     return _grouped(paths[0], lines, per_line)
 
 
@@ -147,24 +141,18 @@ def _misaligned(names: list[str], counts: list[int]) -> str | None:
             "candidate files must be line-aligned")
 
 
+def _not_multiple(name: str, count: int, k: int) -> str:
+    return f"{name} has {count} lines, not a multiple of -n {k}"
+
+
 def _check_counts(paths: Sequence, problem) -> None:
     """Misaligned regular files fail before any result is written (a pipe consumer sees nothing
     partial); stdin and other streams can only be checked as they are read (the exit status decides)."""
     if any(p == "-" or not Path(p).is_file() for p in paths):
         return
-    message = problem([display_name(p) for p in paths], [_count_lines(p) for p in paths])
+    message = problem([display_name(p) for p in paths], [count_lines(p) for p in paths])
     if message:
         raise DataError(message)
-
-
-def _count_lines(path) -> int:
-    """Lines as ``iter_lines`` reads them: a last line without a final newline counts."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
 
 
 def rerank(sets: Iterator[CandidateSet], *, metric: str = "bleu", nbest: int = 1) -> Iterator[RerankResult]:

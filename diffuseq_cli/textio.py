@@ -27,12 +27,35 @@ def display_name(path: str | Path) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
 
+def check_readable(path: str | Path, what: str | None = None) -> None:
+    """A usage error (exit 2) for a path that is a folder or missing, so that commands fail
+    before any work or output; ``what`` says which input it is ("training data")."""
+    p = Path(path)
+    prefix = f"{what} " if what else ""
+    if p.is_dir():
+        raise UsageError(f"{prefix}{p}: is a folder, not a text file")
+    if not p.exists():
+        raise UsageError(f"{prefix}{p}: no such file")
+
+
+def count_lines(path: str | Path) -> int | None:
+    """Lines as ``iter_lines`` reads them (a last line without a final newline counts); None for
+    stdin and anything but a regular file, which cannot be read twice."""
+    if str(path) == "-" or not Path(path).is_file():
+        return None
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
 def _open_binary(path: str | Path):
     if str(path) == "-":
         return contextlib.nullcontext(sys.stdin.buffer)
+    check_readable(path)
     p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{p}: is a directory, not a text file")
     try:
         return open(p, "rb")
     except FileNotFoundError:

@@ -19,6 +19,7 @@ from .data import file_hash, load_or_tokenize, read_pairs
 from .errors import DataError, DiffuseqError, FieldError, UsageError, literal
 from .precision import resolve_device
 from .run_folder import latest_checkpoint, write_text_atomic
+from .textio import check_readable
 from .tokenizer import TextTokenizer, load_tokenizer, tokenizer_from_str, train_bpe
 from .train_config import TrainConfig, check_resumable, read_run_config
 from .trainer import Progress, Trainer, TrainingDiverged, TrainResult, build_model_config
@@ -66,11 +67,11 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     Bad data, options or files fail here, as one clean error, before any worker starts.
     """
     run = Path(cfg.out)
-    _check_data_file(cfg.data, "training data")
+    check_readable(cfg.data, "training data")
     if cfg.valid:
-        _check_data_file(cfg.valid, "--valid")
+        check_readable(cfg.valid, "--valid")
     if cfg.init:
-        _check_data_file(Path(cfg.init) / "config.json", "--init (a model folder)")
+        check_readable(Path(cfg.init) / "config.json", "--init (a model folder)")
     if run.exists() and not run.is_dir():
         raise FieldError(f"{{out}} {literal(run)}: exists and is not a folder; choose another {{out}}")
     try:
@@ -98,15 +99,6 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
         load_or_tokenize(cfg.valid, tokenizer, cfg.seq_len, run / "cache")
     write_text_atomic(run / "config.json", cfg.to_json(resolved_model=dataclasses.asdict(model_config)))
     return cfg, tokenizer
-
-
-def _check_data_file(path, what: str) -> None:
-    """A usage error (exit 2) for a file that is missing or a folder, before anything is written."""
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{what} {p}: is a folder, not a file")
-    if not p.is_file():
-        raise UsageError(f"{what} {p}: no such file")
 
 
 def _prepare_tokenizer(cfg: TrainConfig, run: Path, resuming: bool) -> TextTokenizer:

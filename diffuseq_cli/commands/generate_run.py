@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 
 from ..errors import DiffuseqError, UsageError
+from ..textio import check_readable, count_lines
 from .display import Bar, Spinner, on_terminal, silence_stdout
 
 
@@ -38,29 +39,11 @@ def _sources(input: str, input_format: str):
     return read_sources(iter_lines(input), input_format, "<stdin>" if input == "-" else input)
 
 
-def _count_lines(input: str) -> int | None:
-    if input == "-" or not Path(input).is_file():
-        return None
-    with open(input, "rb") as f:
-        return sum(1 for _ in f)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing
         return False
-
-
-def _check_input(input: str) -> None:
-    """Fail before loading the model (and before touching -o) when the input cannot be read."""
-    if input == "-":
-        return
-    p = Path(input)
-    if p.is_dir():
-        raise UsageError(f"{p}: is a directory, not a text file")
-    if not p.exists():
-        raise UsageError(f"{p}: no such file")
 
 
 def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_samples, mbr, mbr_metric, avoid_copy,
@@ -70,7 +53,10 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
     from ..generation.stream import GenerateOptions, generate_stream
     from ..precision import resolve_device, resolve_precision
 
-    _check_input(input)
+    if input != "-":  # fail before loading the model, and before touching -o
+        check_readable(input)
+        if output and output != "-" and _same_file(Path(output), Path(input)):
+            raise UsageError(f"{Path(output)} is the input file; writing to it would destroy it (choose another -o)")
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     with Spinner("loading the model", quiet):
@@ -84,8 +70,6 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
                            sampling=sampling, device=device, precision=precision)
     skip, keep_bytes = 0, 0
     out_path = Path(output) if output and output != "-" else None
-    if out_path is not None and input != "-" and _same_file(out_path, Path(input)):
-        raise UsageError(f"{out_path} is the input file; writing to it would destroy it (choose another -o)")
     if out_path is not None:
         if resume:
             skip, keep_bytes = lines_done(out_path, fmt, num_samples, mbr)
@@ -157,5 +141,5 @@ def _progress_bar(input: str, done: int, quiet: bool):
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    total = None if quiet else _count_lines(input)  # reads the file once more: only for a bar
+    total = None if quiet else count_lines(input)  # reads the file once more: only for a bar
     return Bar(columns, enabled=not quiet, description="first batch", total=total, completed=done, rate="")
