@@ -73,7 +73,7 @@ class IBLEU(Metric):
 
     name, header, needs_sources = "ibleu", "iBLEU", True
     signature = f"ibleu:{metrics.IBLEU_ALPHA}"
-    legend = "iBLEU = 0.8·BLEU − 0.2·BLEU against the source"
+    legend = f"iBLEU = {metrics.IBLEU_ALPHA}·BLEU − {round(1 - metrics.IBLEU_ALPHA, 6):g}·BLEU against the source"
 
     def line_scores(self, hyps, refs, srcs, earlier):
         bleu = earlier["bleu"]  # BLEU against the reference: already scored

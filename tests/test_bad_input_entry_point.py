@@ -77,6 +77,7 @@ def test_convert_names_a_non_checkpoint_without_unsafe_advice(files):
     bad.write_bytes(b"\x80\x02not a pickle at all")
     r = diffuseq("convert", bad, "--tokenizer", OFFICIAL_TINY / "vocab.txt", "-o", tmp / "out")
     assert_clean_failure(r, 1, "not an official DiffuSeq checkpoint")
+    assert r.stderr.strip().count("\n") == 0  # one line
     assert "weights_only" not in r.stderr and "will likely succeed" not in r.stderr
     assert not (tmp / "out").exists()
 

@@ -162,14 +162,6 @@ def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, m
     assert out_file.read_bytes() == clean.read_bytes()
 
 
-def test_the_input_file_is_never_the_output(run, model, tmp_path):
-    path = tmp_path / "same.txt"
-    path.write_text("how do i learn python?\n")
-    code, _, err = gen(run, model, "-i", path, "-o", path)
-    assert code == 2 and "is the input file" in err
-    assert path.read_text() == "how do i learn python?\n"
-
-
 def test_unknown_task_and_missing_model_are_usage_errors(run, tmp_path, sources):
     code, _, err = run("generate", "--task", "no-such-task", "-i", sources)
     assert code == 2 and "unknown task 'no-such-task'" in err and "paraphrase" in err

@@ -84,9 +84,8 @@ def evaluate(
 def _text_items(report):
     """``key = value`` pairs: ``metric[row]`` for each row, then the set-level numbers."""
     for row in report.rows():
-        for key, value in row.to_dict().items():
-            if key != "name":
-                yield f"{key}[{row.name}]", value
+        for key, value in row.values.items():
+            yield f"{key}[{row.name}]", value
     if report.self_bleu is not None:
         yield "self_bleu", report.self_bleu
         yield "div_4", report.div_4
@@ -101,7 +100,7 @@ def _table(report) -> None:
     for metric in report.metrics:
         table.add_column(metric.header, justify="right")
     for i, row in enumerate(report.rows()):
-        cells = [format(row.values[m.name], m.fmt) if m.name in row.values else "" for m in report.metrics]
+        cells = [format(row.values[m.name], m.fmt) for m in report.metrics]
         table.add_row(row.name, *cells, end_section=i == len(report.files) - 1)
     out = console()
     out.print(table)
