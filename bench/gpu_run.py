@@ -1,25 +1,30 @@
-"""The GPU run: one command that proves the CUDA path and trains a model in minutes (issue 14).
+"""The GPU run: one command that proves the CUDA path and trains a model in minutes (issues 14, 19).
 
-    python bench/gpu_run.py --stage-data                       # here: copy QQP + tokenizer into gpu_data/
-    python bench/gpu_run.py --out $OUT --minutes 4             # on a lent GPU (carry gpu_data)
+    python bench/gpu_run.py --stage-data                       # here: build the data into gpu_data/
+    python bench/gpu_run.py --out $OUT --minutes 4 --budget 480 # on a lent GPU (carry gpu_data)
     python bench/gpu_run.py --device cpu --tiny --out /tmp/r   # the rehearsal CI runs (about a minute)
 
-Stages, each recorded in ``figures.json`` as it ends (a killed run keeps the stages before):
+Stages, the most valuable first, each recorded in ``figures.json`` as it ends (a killed run keeps
+the stages before):
 
 1. ``env``: torch, CUDA, the device and its memory.
-2. ``cuda_tests``: ``pytest -m cuda`` (batch-invariant sampling, bf16 against fp32, ``--gpus 1``
+2. ``train``: a run of ``--minutes`` that continues the embedded model (``--init``, so the result
+   keeps its size and CPU speed) on every paraphrase pair we have (QQP and MRPC train, both
+   directions, MRPC's last 300 pairs held out: scripts/paraphrase_data.py), its step count from
+   the measured speed so that the learning rate decays to 0 on time. The model folder (fp16, the
+   embedded model's decoding defaults) and the training log go under ``--out``.
+3. ``score``: the trained model as saved and the embedded one, side by side, ``-n 10 --mbr`` with
+   the folder's decoding defaults, on QQP valid and MRPC valid: BLEU, iBLEU, copies, repeats and
+   the share of statements turned into questions, as ``diffuseq evaluate`` scores them.
+4. ``cuda_tests``: ``pytest -m cuda`` (batch-invariant sampling, bf16 against fp32, ``--gpus 1``
    with resume, a GPU-trained model on CPU); they skip where there is no CUDA.
-3. ``throughput``: generation lines/s (20 steps, ``-n 10 --mbr``) at the small and base presets
+5. ``throughput``: generation lines/s (20 steps, ``-n 10 --mbr``) at the small and base presets
    with random weights, and training tokens/s and model FLOPs utilisation (bf16 on a GPU), with
    and without ``torch.compile``.
-4. ``train``: a run of ``--minutes`` with a recipe sized for the device (its step count from the
-   measured speed, so that the learning rate decays to 0 on time), then QQP valid (all lines,
-   ``-n 10 --mbr``, 20 steps) scored as ``diffuseq evaluate`` scores it.
-5. ``model``: the trained model folder (fp16 weights) under ``--out``; the GPU machine returns at
-   most 8 files of 16 MB.
 
-Runs from the source tree (``python bench/gpu_run.py``) with torch, typer, rich, tokenizers,
-safetensors and huggingface_hub; nltk and platformdirs are not needed.
+``--budget`` skips stages 4 and 5 when too little time is left. The GPU machine returns at most
+8 files of 16 MB. Runs from the source tree (``python bench/gpu_run.py``) with torch, typer, rich,
+tokenizers, safetensors and huggingface_hub; nltk and platformdirs are not needed.
 """
 
 from __future__ import annotations
@@ -37,24 +42,41 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 SHARED = ROOT.parent / "shared"
 STAGED = ROOT / "gpu_data"  # ignored by git; carried to the GPU machine
+EMBEDDED = ROOT / "diffuseq_cli" / "models" / "paraphrase"
 BF16_PEAK_FLOPS = 990e12  # H100/H200 dense bf16, by the datasheet (docs/benchmarks.md)
 
 
-def data_paths() -> dict[str, Path]:
-    """QQP train/valid and the embedded model's tokenizer: from ../shared when present, else gpu_data/."""
-    base = SHARED / "data" / "QQP" if (SHARED / "data" / "QQP" / "train.jsonl").exists() else STAGED / "QQP"
-    return {"train": base / "train.jsonl", "valid": base / "valid.jsonl"}
+def data_paths(work: Path | None = None) -> dict:
+    """QQP valid, MRPC valid and the training file of every pair (scripts/paraphrase_data.py): staged
+    in gpu_data/ (the GPU machine), else built from ../shared into ``work``."""
+    staged = STAGED / "paraphrase"
+    if not (staged / "train.jsonl").exists():
+        staged = Path(work or Path(os.environ.get("TMPDIR", "/tmp")) / "diffuseq-gpu-run") / "paraphrase"
+        if not (staged / "counts.json").exists():
+            from paraphrase_data import build
+
+            (staged / "counts.json").parent.mkdir(parents=True, exist_ok=True)
+            counts = build(staged, mrpc_repeat=3)
+            (staged / "counts.json").write_text(json.dumps(counts))
+    valid = SHARED / "data" / "QQP" / "valid.jsonl"
+    return {"train": staged / "train.jsonl", "mrpc_valid": staged / "mrpc_valid.jsonl",
+            "valid": valid if valid.exists() else STAGED / "QQP" / "valid.jsonl",
+            "counts": json.loads((staged / "counts.json").read_text())}
 
 
-def stage_data() -> None:
+def stage_data(mrpc_repeat: int = 3) -> None:
     """Copy what the GPU machine needs (it gets the working tree only) into gpu_data/."""
+    from paraphrase_data import build
+
+    counts = build(STAGED / "paraphrase", mrpc_repeat=mrpc_repeat)
+    (STAGED / "paraphrase" / "counts.json").write_text(json.dumps(counts))
     (STAGED / "QQP").mkdir(parents=True, exist_ok=True)
-    for name in ("train.jsonl", "valid.jsonl"):
-        shutil.copy(SHARED / "data" / "QQP" / name, STAGED / "QQP" / name)
-    print(f"staged QQP into {STAGED} ({sum(f.stat().st_size for f in STAGED.rglob('*') if f.is_file()) / 1e6:.1f} MB); "
+    shutil.copy(SHARED / "data" / "QQP" / "valid.jsonl", STAGED / "QQP" / "valid.jsonl")
+    print(f"staged {counts} into {STAGED} ({sum(f.stat().st_size for f in STAGED.rglob('*') if f.is_file()) / 1e6:.1f} MB); "
           "carry gpu_data", file=sys.stderr)
 
 
@@ -100,9 +122,9 @@ def env_stage(device: str) -> dict:
 
 
 # --- 2. the tests that need CUDA -----------------------------------------------------------------
-def cuda_tests_stage() -> dict:
+def cuda_tests_stage(timeout: float = 240.0) -> dict:
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"],
-                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=timeout)
     tail = (r.stdout + r.stderr).strip().splitlines()[-15:]
     if r.returncode not in (0, 5):  # 5: nothing collected/run
         raise RuntimeError("pytest -m cuda failed:\n" + "\n".join(tail))
@@ -176,14 +198,14 @@ def training_throughput(device: str, preset: str, batch: int, steps: int, compil
     return result
 
 
-def throughput_stage(device: str, tiny: bool, work: Path, precision: str) -> dict:
-    cuda = device.startswith("cuda")
+def throughput_stage(device: str, tiny: bool, work: Path, precision: str, compile_too: bool = True) -> dict:
+    try_compile = device.startswith("cuda") and compile_too
     presets = ["tiny"] if tiny else ["small", "base"]
-    gen = [generation_throughput(device, p, 8 if tiny else 512, work, precision) for p in presets]
+    gen = [generation_throughput(device, p, 8 if tiny else 256, work, precision) for p in presets]
     train = []
     for p in presets:
         batch = 8 if tiny else (1024 if p == "small" else 256)
-        for comp in ([False, True] if cuda else [False]):
+        for comp in ([False, True] if try_compile and p == presets[0] else [False]):  # compiling costs a minute a model
             try:
                 train.append(training_throughput(device, p, batch, 3 if tiny else 20, comp, work))
             except Exception as exc:  # noqa: BLE001: torch.compile may be unavailable; keep the rest
@@ -191,61 +213,61 @@ def throughput_stage(device: str, tiny: bool, work: Path, precision: str) -> dic
     return {"generation": gen, "training": train}
 
 
-# --- 4. a training run, then QQP valid --------------------------------------------------------------
-def recipe_for(device: str, tiny: bool) -> dict:
-    """The run's settings: tiny for the rehearsal; on a GPU a larger model at batch 1024 (DiffuSeq-v2's
-    QQP run used 850), exact regions and DiffuSeq-v2's absorbing state (docs/training.md)."""
+# --- 4. a training run, then QQP valid and MRPC valid ---------------------------------------------
+def recipe_for(device: str, tiny: bool, init: Path = None) -> dict:
+    """The run's settings: tiny for the rehearsal; on a GPU the embedded model continued (``--init``,
+    so the result keeps its size, 4.3M parameters, 9 MB in fp16, and its CPU speed) at batch 1024
+    (DiffuSeq-v2's QQP run used 850) on every paraphrase pair we have (scripts/paraphrase_data.py)."""
     if tiny:
         return dict(preset="tiny", batch_size=8, lr=1e-3, warmup=2, diffusion_steps=100)
     if device.startswith("cuda"):
-        return dict(preset="small", model_overrides={"num_layers": 6, "hidden_size": 512, "num_heads": 8,
-                                                     "ffn_size": 2048, "embed_dim": 128},
-                    batch_size=1024, lr=1e-3, warmup=300, diffusion_steps=2000)
-    return dict(preset="small", batch_size=64, lr=1e-3, warmup=100, diffusion_steps=2000)
+        return dict(init=str(init or EMBEDDED), batch_size=1024, lr=1e-3, warmup=200)
+    return dict(init=str(init or EMBEDDED), batch_size=64, lr=5e-4, warmup=100)
 
 
-def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, lines: int) -> dict:
+def _log_event(events: list, record: dict) -> None:
+    if record.get("event") in ("log", "stopped", "warning"):
+        events.append({k: v for k, v in record.items() if k != "event" or v != "log"})
+
+
+def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, init: Path = None) -> dict:
+    """Train for ``minutes``; the model folder (fp16, the embedded model's decoding defaults) goes to ``out/model``."""
+    import dataclasses
+    import functools
+
     import torch
 
-    from diffuseq_cli.checkpoint import load_model_folder, save_model_folder
-    from diffuseq_cli.evaluate import evaluate
-    from diffuseq_cli.generation import SamplingConfig, generate_texts
-    from diffuseq_cli.mbr import mbr_select
+    from diffuseq_cli.checkpoint import load_model_folder, read_config, save_model_folder
     from diffuseq_cli.train import train
     from diffuseq_cli.train_config import with_recipe
 
-    paths = data_paths()
-    settings = recipe_for(device, tiny)
+    paths = data_paths(work)
+    settings = recipe_for(device, tiny, init)
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
     base = dict(data=str(paths["train"] if not tiny else paths["valid"]), valid=str(paths["valid"]), out=str(run),
                 regions="exact", absorbing_kind="v2", device="cuda" if device.startswith("cuda") else "cpu",
-                tokenizer=str(ROOT / "diffuseq_cli" / "models" / "paraphrase" / "tokenizer.json"), save_every=10**9,
-                keep=1, log_every=50, valid_every=0, seq_len=64)
-    # The step count from a short timed probe of the same settings, so the schedule ends on time.
-    steps = 20 if tiny else max(100, int(_probe_rate(device, settings, base, work) * minutes * 60 * 0.9))
+                tokenizer=str(EMBEDDED / "tokenizer.json"), save_every=10**9, keep=1, log_every=50,
+                valid_every=0, seq_len=64)
+    # The step count from a short timed probe of the same settings (on the small valid file), so
+    # the learning rate reaches 0 on time.
+    rate = None if tiny else _probe_rate(device, settings, {**base, "data": str(paths["valid"])}, work)
+    steps = 20 if tiny else max(100, int(rate * minutes * 60 * 0.93))
     cfg = with_recipe("fast", **{**base, **settings, "steps": steps, "max_minutes": minutes * 1.1})
+    events: list = []
     t0 = time.perf_counter()
-    result = train(cfg)
+    result = train(cfg, progress=functools.partial(_log_event, events))
     train_seconds = time.perf_counter() - t0
-    loaded = load_model_folder(result.last_checkpoint, device=device)  # saved from here too: the writer moves it to CPU
-    pairs = [json.loads(x) for x in paths["valid"].read_text().splitlines() if x.strip()][:lines]
-    srcs = [" ".join(p["src"].split()) for p in pairs]
-    refs = [" ".join(p["trg"].split()) for p in pairs]
-    t0 = time.perf_counter()
-    cands = generate_texts(loaded, srcs, 10, SamplingConfig(steps=20, batch_size=640 if device.startswith("cuda") else 64),
-                           device=device, precision="bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32")
-    gen_seconds = time.perf_counter() - t0
-    best = [c[mbr_select(c).index] for c in cands]
-    report = evaluate([best], refs, sources=srcs).to_dict()
-    folder = out / "model"
-    save_model_folder(folder, loaded.config, loaded.model, loaded.tokenizer,
+    loaded = load_model_folder(result.last_checkpoint, device="cpu")
+    decoding = read_config(EMBEDDED).decoding  # the embedded model's decoding defaults travel with it
+    config = dataclasses.replace(loaded.config, decoding=decoding)
+    save_model_folder(out / "model", config, loaded.model, loaded.tokenizer,
                       (Path(result.last_checkpoint) / "README.md").read_text(), dtype=torch.float16)
-    return {"steps": result.step, "train_seconds": round(train_seconds, 1), "recipe": {**settings, "steps": steps},
-            "parameters": loaded.model.num_parameters(), "lines": len(pairs), "generate_seconds": round(gen_seconds, 1),
-            "mbr10": report["files"][0], "copy_source": report["source"],
-            "examples": [{"src": s, "out": b} for s, b in list(zip(srcs, best))[:8]],
-            "model_files": {f.name: f.stat().st_size for f in folder.iterdir()}}
+    if (run / "metrics.jsonl").exists():
+        shutil.copy(run / "metrics.jsonl", out / "train_metrics.jsonl")
+    return {"steps": result.step, "probe_steps_per_s": rate and round(rate, 2), "train_seconds": round(train_seconds, 1),
+            "recipe": {**settings, "steps": steps}, "data": paths["counts"], "parameters": loaded.model.num_parameters(),
+            "log": events[-40:], "model_files": {f.name: f.stat().st_size for f in (out / "model").iterdir()}}
 
 
 def _probe_rate(device: str, settings: dict, base: dict, work: Path) -> float:
@@ -253,8 +275,50 @@ def _probe_rate(device: str, settings: dict, base: dict, work: Path) -> float:
     from diffuseq_cli.train_config import with_recipe
 
     cfg = with_recipe("fast", **{**base, **settings, "out": str(work / "rate-probe"), "steps": 10**6})
-    _, seconds, _ = _timed_steps(cfg, device, 10)
-    return 10 / seconds
+    _, seconds, _ = _timed_steps(cfg, device, 20)
+    return 20 / seconds
+
+
+def question_share(outputs: list[str], sources: list[str]) -> float:
+    """Outputs that ask where their source states: the source has no '?', the output does."""
+    stated = [o for o, s in zip(outputs, sources) if "?" not in s]
+    return sum("?" in o for o in stated) / max(1, len(stated))
+
+
+def score_model(folder: Path, pairs: list[tuple[str, str]], device: str, batch: int) -> dict:
+    """``-n 10 --mbr`` with the folder's own decoding defaults (fp32), scored as ``diffuseq evaluate`` does."""
+    from diffuseq_cli.checkpoint import load_model_folder
+    from diffuseq_cli.evaluate import evaluate
+    from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
+
+    loaded = load_model_folder(folder, device=device)
+    srcs = [s for s, _ in pairs]
+    refs = [t for _, t in pairs]
+    opts = GenerateOptions(num_samples=10, mbr=True, sampling=SamplingConfig(batch_size=batch), device=device)
+    t0 = time.perf_counter()
+    best = [r.best for r in generate_stream(loaded, srcs, opts)]
+    seconds = time.perf_counter() - t0
+    report = evaluate([best], refs, sources=srcs)
+    return {"lines": len(best), "generate_seconds": round(seconds, 1), **report.files[0].to_dict(),
+            "copy_source": report.source.to_dict()["bleu"], "questions": round(question_share(best, srcs), 4),
+            "examples": [{"src": s, "out": b} for s, b in list(zip(srcs, best))[:10]]}
+
+
+def score_stage(device: str, out: Path, lines: int, baseline: Path = EMBEDDED) -> dict:
+    """The trained model (as saved, fp16) and the one it started from, side by side on QQP valid and MRPC valid."""
+    paths = data_paths()
+    batch = 2560 if device.startswith("cuda") else 64
+    sets = {"qqp_valid": _pairs(paths["valid"])[:lines], "mrpc_valid": _pairs(paths["mrpc_valid"])[:lines]}
+    return {name: {"trained": score_model(out / "model", pairs, device, batch),
+                   "started_from": score_model(baseline, pairs, device, batch)} for name, pairs in sets.items()}
+
+
+def _pairs(path: Path) -> list[tuple[str, str]]:
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [(" ".join(r["src"].split()), " ".join(r["trg"].split())) for r in rows]
+
+
+STAGES = ("env", "train", "score", "cuda_tests", "throughput")
 
 
 def main() -> int:
@@ -263,12 +327,16 @@ def main() -> int:
     ap.add_argument("--device", default=None, help="cuda (default where present) or cpu")
     ap.add_argument("--tiny", action="store_true", help="the rehearsal: tiny models, a few steps, a few lines")
     ap.add_argument("--minutes", type=float, default=4.0, help="length of the training run")
-    ap.add_argument("--lines", type=int, default=2048, help="QQP valid lines scored after training")
-    ap.add_argument("--stages", default="env,cuda_tests,throughput,train", help="comma-separated subset")
-    ap.add_argument("--stage-data", action="store_true", help="copy QQP into gpu_data/ for the GPU machine, then stop")
+    ap.add_argument("--lines", type=int, default=2048, help="QQP valid (and MRPC valid) lines scored after training")
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds the whole run may take: the stages after 'score' are skipped when too little is left")
+    ap.add_argument("--init", type=Path, default=None, help="the model folder the run continues (default: the embedded model)")
+    ap.add_argument("--mrpc-repeat", type=int, default=3, help="with --stage-data: how often MRPC's pairs appear")
+    ap.add_argument("--stage-data", action="store_true", help="build the data into gpu_data/ for the GPU machine, then stop")
     args = ap.parse_args()
     if args.stage_data:
-        stage_data()
+        stage_data(args.mrpc_repeat)
         return 0
     if args.out is None:
         ap.error("--out DIR is needed (or $OUT)")
@@ -284,15 +352,23 @@ def main() -> int:
     precision = "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
     figures = Figures(args.out, {"device": device, "tiny": args.tiny, "minutes": args.minutes, "lines": lines})
     wanted = set(args.stages.split(","))
+    started = time.perf_counter()
+    left = lambda: float("inf") if args.budget is None else args.budget - (time.perf_counter() - started)  # noqa: E731
+    runs = {  # the most valuable first: a run cut short keeps the model and its scores
+        "env": lambda: env_stage(device),
+        "train": lambda: train_stage(device, args.tiny, args.minutes, work, args.out, args.init),
+        "score": lambda: score_stage(device, args.out, lines, args.init or EMBEDDED),
+        "cuda_tests": lambda: cuda_tests_stage(timeout=max(10.0, min(240.0, left() - 60))),
+        "throughput": lambda: throughput_stage(device, args.tiny, work, precision, compile_too=left() > 200),
+    }
     failed = 0
-    if "env" in wanted:
-        failed += stage(figures, "env", env_stage, device)["status"] != "ok"
-    if "cuda_tests" in wanted:
-        failed += stage(figures, "cuda_tests", cuda_tests_stage)["status"] != "ok"
-    if "throughput" in wanted:
-        failed += stage(figures, "throughput", throughput_stage, device, args.tiny, work, precision)["status"] != "ok"
-    if "train" in wanted:
-        failed += stage(figures, "train", train_stage, device, args.tiny, args.minutes, work, args.out, lines)["status"] != "ok"
+    for name in STAGES:
+        if name not in wanted:
+            continue
+        if name in ("cuda_tests", "throughput") and left() < 90:
+            figures.record(name, {"status": "skipped", "reason": f"{left():.0f} s of the budget left"})
+            continue
+        failed += stage(figures, name, runs[name])["status"] != "ok"
     print(f"figures: {figures.path}; {failed} stage(s) failed", file=sys.stderr)
     return 1 if failed else 0
 

@@ -287,7 +287,7 @@ class Trainer:
             p = self.diffusion.absorb_probability(t[lo:hi], cfg.absorbing)
             absorb = absorbing_positions(absorb_u[lo:hi].to(dev), p.to(dev), mask)
         micro = min(cfg.microbatch or per, per)
-        module = self.ddp or self.model
+        module = self.ddp if self.ddp is not None else self.model
         lr = self.opt.param_groups[0]["lr"]
         self.model.train()
         self.opt.zero_grad(set_to_none=True)

@@ -22,12 +22,18 @@ def test_rehearsal_runs_every_stage_on_cpu(tmp_path):
     figures = json.loads((tmp_path / "out" / "figures.json").read_text())
     stages = figures["stages"]
     assert r.returncode == 0, (r.stderr[-2000:], {k: v.get("error") for k, v in stages.items()})
-    assert set(stages) == {"env", "cuda_tests", "throughput", "train"}
+    assert set(stages) == {"env", "train", "score", "cuda_tests", "throughput"}
     assert all(s["status"] == "ok" for s in stages.values())
     assert stages["throughput"]["generation"][0]["lines_per_s"] > 0
     assert stages["throughput"]["training"][0]["tokens_per_s"] > 0
     train = stages["train"]
-    assert train["steps"] == 20 and train["lines"] == 16 and 0 <= train["mbr10"]["bleu"] <= 1
+    assert train["steps"] == 20
+    score = stages["score"]
+    for name, lines in (("qqp_valid", 16), ("mrpc_valid", 16)):
+        for model in ("trained", "started_from"):
+            assert score[name][model]["lines"] == lines and len(score[name][model]["examples"]) == 10
+    # The embedded model scored through the same code: a tiny model trained 20 steps is far below it.
+    assert score["qqp_valid"]["started_from"]["bleu"] > score["qqp_valid"]["trained"]["bleu"] + 0.05
     files = train["model_files"]
     assert len(files) <= 8 and max(files.values()) <= 16 * 2**20
     loaded = load_model_folder(tmp_path / "out" / "model")
