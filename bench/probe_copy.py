@@ -16,8 +16,8 @@ import time
 import torch
 
 from diffuseq_cli.config import DiffusionConfig, preset
-from diffuseq_cli.diffusion import Diffusion
-from diffuseq_cli.model import DiffuSeqTransformer
+from diffuseq_cli.core.diffusion import Diffusion
+from diffuseq_cli.core.model import DiffuSeqTransformer
 
 V, L, PAD, CLS, SEP = 60, 48, 0, 2, 3
 

@@ -16,11 +16,11 @@ from typing import Sequence
 import torch
 
 from .checkpoint import LoadedModel, load_model_folder, save_model_folder
-from .diffusion import Diffusion
+from .core.diffusion import Diffusion
 from .generation.batches import generate_texts
 from .generation.config import SamplingConfig
-from .samplers import make_sampler
-from .sampling import SampleOutput, sample_loop, step_schedule
+from .core.samplers import make_sampler
+from .core.sampling import SampleOutput, sample_loop, step_schedule
 
 
 class DiffuSeq:

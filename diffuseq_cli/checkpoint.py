@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelFolderConfig
 from .errors import DiffuseqError
-from .model import DiffuSeqTransformer
+from .core.model import DiffuSeqTransformer
 from .tokenizer import TextTokenizer, load_tokenizer
 
 CONFIG = "config.json"

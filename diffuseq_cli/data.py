@@ -1,8 +1,5 @@
-"""Training data: robust JSONL reading, the official sequence layout, flat token arrays, length-aware batches.
+"""Training data: robust JSONL reading, pairs packed in the official layout (``core.layout``), flat token arrays, length-aware batches.
 
-A pair becomes ``[CLS] x [SEP] [SEP] [CLS] y [SEP] [PAD]...`` (DESIGN.md section 4); the
-first ``n_src`` positions (through the second [SEP]) are the source, everything after,
-padding included, is target: the model decides the length by generating padding.
 Token ids of millions of lines live in one int32 array with offsets, not Python lists.
 """
 
@@ -18,9 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .core.layout import NUM_SPECIALS, pack, truncate_pair
 from .errors import DataError
-
-NUM_SPECIALS = 5  # [CLS] [SEP] [SEP] [CLS] [SEP]
 
 
 def read_pairs(path: str | Path) -> Iterator[tuple[str, str, int]]:
@@ -54,27 +50,6 @@ def read_pairs(path: str | Path) -> Iterator[tuple[str, str, int]]:
                 if not isinstance(obj[key], str):
                     raise DataError(f"{key!r} must be a string", path, n)
             yield obj["src"], obj["trg"], n
-
-
-def truncate_pair(x: list[int], y: list[int], budget: int) -> tuple[list[int], list[int], bool]:
-    """Shorten the longer side first until len(x) + len(y) <= budget; both sides keep at least one token."""
-    if len(x) + len(y) <= budget:
-        return x, y, False
-    x, y = list(x), list(y)
-    while len(x) + len(y) > budget:
-        if len(x) >= len(y) and len(x) > 1:
-            x.pop()
-        elif len(y) > 1:
-            y.pop()
-        else:
-            x.pop()
-    return x, y, True
-
-
-def pack(x: list[int], y: list[int], cls_id: int, sep_id: int) -> tuple[list[int], int]:
-    """The official layout without padding: (ids, n_src)."""
-    src = [cls_id, *x, sep_id, sep_id]
-    return src + [cls_id, *y, sep_id], len(src)
 
 
 MAX_REPORTED_LINES = 5

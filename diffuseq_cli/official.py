@@ -149,7 +149,7 @@ def official_folder_config(cfg: ModelConfig, args: dict, tokenizer: TextTokenize
 def load_official(checkpoint: str | Path, args_path: str | Path | None = None, tokenizer_path: str | Path | None = None, num_heads: int = 12):
     """An official ``.pt`` as a LoadedModel (converted in memory); the tokenizer is looked for beside it."""
     from .checkpoint import LoadedModel
-    from .model import DiffuSeqTransformer
+    from .core.model import DiffuSeqTransformer
     from .tokenizer import load_tokenizer
 
     checkpoint = Path(checkpoint)

@@ -26,11 +26,11 @@ from . import distributed
 from .checkpoint import LoadedModel, initial_weights, read_config
 from .config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
-from .diffusion import Diffusion, absorbing_positions
+from .core.diffusion import Diffusion, absorbing_positions
 from .errors import DiffuseqError, FieldError, UsageError, literal
-from .model import DiffuSeqTransformer
+from .core.model import DiffuSeqTransformer
 from .modelcard import training_card
-from .resample import LossAwareTimesteps
+from .core.timesteps import LossAwareTimesteps
 from .run_folder import (
     STATE,
     append_metrics,
@@ -40,7 +40,7 @@ from .run_folder import (
     save_checkpoint,
     truncate_metrics,
 )
-from .seeds import derived_seed
+from .core.seeds import derived_seed
 from .tokenizer import TextTokenizer
 from .train_config import TrainConfig
 from .precision import autocast, resolve_precision

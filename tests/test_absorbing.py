@@ -12,13 +12,13 @@ from diffuseq_cli.api import DiffuSeq
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
-from diffuseq_cli.diffusion import Diffusion, absorbing_positions
+from diffuseq_cli.core.diffusion import Diffusion, absorbing_positions
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.generation import collapse_repeats
-from diffuseq_cli.model import DiffuSeqTransformer
-from diffuseq_cli.remasking import least_confident
-from diffuseq_cli.samplers import DDIMSampler
-from diffuseq_cli.sampling import sample_loop, step_schedule
+from diffuseq_cli.core.model import DiffuSeqTransformer
+from diffuseq_cli.core.remasking import least_confident
+from diffuseq_cli.core.samplers import DDIMSampler
+from diffuseq_cli.core.sampling import sample_loop, step_schedule
 from diffuseq_cli.train_config import RECIPES, TrainConfig, read_config_file, with_recipe
 
 from helpers_models import train_tiny_fast

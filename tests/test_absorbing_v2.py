@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from diffuseq_cli.config import DiffusionConfig, preset
-from diffuseq_cli.diffusion import V2_STATE_PENALTY, Diffusion, absorbing_positions
-from diffuseq_cli.remasking import Remasking, repeated_words
-from diffuseq_cli.samplers import DDIMSampler
-from diffuseq_cli.sampling import sample_loop, start_from_noise
+from diffuseq_cli.core.diffusion import V2_STATE_PENALTY, Diffusion, absorbing_positions
+from diffuseq_cli.core.remasking import Remasking, repeated_words
+from diffuseq_cli.core.samplers import DDIMSampler
+from diffuseq_cli.core.sampling import sample_loop, start_from_noise
 
 T = 100
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from diffuseq_cli.checkpoint import load_model_folder
-from diffuseq_cli.diffusion import Diffusion
+from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.generation import SamplingConfig, prepare, sample_jobs
 
 from helpers_models import build_tiny_model, train_tiny_fast

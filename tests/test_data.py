@@ -17,11 +17,10 @@ from diffuseq_cli.data import (
     collate,
     epoch_batches,
     load_or_tokenize,
-    pack,
     read_pairs,
     tokenize_file,
-    truncate_pair,
 )
+from diffuseq_cli.core.layout import pack, truncate_pair
 from diffuseq_cli.errors import DataError
 from diffuseq_cli.tokenizer import train_bpe
 

@@ -12,7 +12,7 @@ import torch
 from diffuseq_cli.checkpoint import load_model_folder
 from diffuseq_cli.config import SequenceConfig
 from diffuseq_cli.data import read_pairs
-from diffuseq_cli.diffusion import Diffusion
+from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.generation import GenerateOptions, LineResult, format_result, generate_stream, lines_done
 from diffuseq_cli.generation import SamplingConfig, candidate_seed, generate_texts, prepare, sample_batch, target_length
 from diffuseq_cli.generation.batches import padded_rows
@@ -210,7 +210,7 @@ def test_lines_done_counts_only_complete_sources(tmp_path):
 # --- the rounding search in blocks ------------------------------------------------------------------
 @pytest.mark.parametrize("rows", [1, 11, 48, 64 * 5 + 10, 2688])
 def test_rounding_in_row_blocks_equals_one_distance_matrix(rows):
-    from diffuseq_cli.rounding import round_to_embeddings
+    from diffuseq_cli.core.rounding import round_to_embeddings
 
     g = torch.Generator().manual_seed(rows)
     table = torch.randn(6000, 16, generator=g)  # 6000 words: blocks of 64 rows
@@ -236,7 +236,7 @@ def test_source_copied_into_target_aligns_the_copy_from_the_target_start():
 
 
 def test_strength_one_is_the_paper_sampler_and_lower_strength_starts_later(tiny):
-    from diffuseq_cli.sampling import step_schedule
+    from diffuseq_cli.core.sampling import step_schedule
 
     full = generate_texts(tiny, SOURCES[:6], 2, SamplingConfig(steps=5, seed=1))
     assert generate_texts(tiny, SOURCES[:6], 2, SamplingConfig(steps=5, seed=1, strength=1.0)) == full

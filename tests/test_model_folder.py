@@ -12,7 +12,7 @@ from diffuseq_cli import DiffuSeq
 from diffuseq_cli.checkpoint import is_complete, load_model_folder, save_model_folder
 from diffuseq_cli.config import ModelFolderConfig, preset
 from diffuseq_cli.errors import DiffuseqError
-from diffuseq_cli.model import DiffuSeqTransformer
+from diffuseq_cli.core.model import DiffuSeqTransformer
 from diffuseq_cli.official import load_official_state
 from diffuseq_cli.tokenizer import train_bpe
 

@@ -20,7 +20,7 @@ from diffuseq_cli.cli import main
 from diffuseq_cli.commands import display
 from diffuseq_cli.commands import train_progress as progress_mod
 from diffuseq_cli.commands.train import parse_gpus
-from diffuseq_cli.diffusion import Diffusion
+from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.distributed import Placement
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.run_folder import latest_checkpoint, load_train_state, read_metrics

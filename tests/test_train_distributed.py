@@ -14,7 +14,7 @@ import torch
 from diffuseq_cli import distributed
 from diffuseq_cli.distributed import free_port
 from diffuseq_cli.data import collate
-from diffuseq_cli.diffusion import Diffusion
+from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.errors import DataError
 from diffuseq_cli.run_folder import latest_checkpoint, load_train_state
 from diffuseq_cli.tokenizer import tokenizer_from_str

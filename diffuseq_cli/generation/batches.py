@@ -23,11 +23,11 @@ import math
 import torch
 
 from ..checkpoint import LoadedModel
-from ..diffusion import Diffusion
+from ..core.diffusion import Diffusion
 from ..precision import autocast
-from ..remasking import Remasking
-from ..samplers import make_sampler
-from ..sampling import SampleOutput, sample_loop, start_from_noise
+from ..core.remasking import Remasking
+from ..core.samplers import make_sampler
+from ..core.sampling import SampleOutput, sample_loop, start_from_noise
 from .config import SamplingConfig
 from .jobs import Job, candidate_seed, model_device, prepare
 

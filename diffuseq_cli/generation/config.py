@@ -96,7 +96,7 @@ class SamplingConfig:
 
     def visited_steps(self, T: int) -> list[int]:
         """The timesteps a sample visits: ``num_steps`` from ``start_step`` down to 0, at most all of them."""
-        from ..sampling import step_schedule  # torch-free function in a torch module: imported when sampling
+        from ..core.sampling import step_schedule  # torch-free function in a torch module: imported when sampling
 
         start = self.start_step(T)
         return step_schedule(min(self.num_steps(T), start + 1), T, start)

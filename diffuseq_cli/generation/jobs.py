@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from ..checkpoint import LoadedModel
-from ..data import truncate_pair
-from ..seeds import derived_seed
+from ..core.layout import pack_source, truncate_pair
+from ..core.seeds import derived_seed
 from .config import SamplingConfig
 
 MIN_TARGET = 8
@@ -105,7 +105,7 @@ def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: Sampli
     packed = []
     for ids in loaded.tokenizer.encode(texts):
         x, _, cut = truncate_pair(ids, [], budget)
-        packed.append(([seq.cls_id, *x, seq.sep_id, seq.sep_id], cut))
+        packed.append((pack_source(x, seq.cls_id, seq.sep_id), cut))
     if target_words is not None:
         beams = [[w] for w in target_words]
     elif mode == "predict" and packed:

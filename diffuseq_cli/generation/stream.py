@@ -28,7 +28,7 @@ import torch
 
 from ..checkpoint import LoadedModel
 from ..config import PRECISIONS
-from ..diffusion import Diffusion
+from ..core.diffusion import Diffusion
 from ..errors import FieldError, literal
 from ..mbr import MBROutput, get_utility, mbr_select, prefer_changed
 from .batches import decode_rows, sample_jobs

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import schedule
-from .config import DiffusionConfig
+from ..config import DiffusionConfig
 
 
 def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

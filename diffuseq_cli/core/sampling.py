@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import ROUNDINGS
+from ..config import ROUNDINGS
 from .diffusion import Diffusion
 from .remasking import Remasking
 from .rounding import head_choice, round_estimate

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import REMASK_SCHEDULES
+from ..config import REMASK_SCHEDULES
 from .diffusion import Diffusion
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import ROUNDINGS
+from ..config import ROUNDINGS
 
 
 def _row_blocks(n: int, V: int, device: torch.device) -> list[tuple[int, int]]:
