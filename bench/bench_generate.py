@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from diffuseq_cli.checkpoint import load_model_folder  # noqa: E402
+from diffuseq_cli.modelfiles.folder import load_model_folder  # noqa: E402
 from diffuseq_cli.data import read_pairs  # noqa: E402
 from diffuseq_cli.generation import GenerateOptions, generate_stream  # noqa: E402
 from diffuseq_cli.generation import SamplingConfig, prepare  # noqa: E402

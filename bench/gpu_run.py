@@ -139,7 +139,7 @@ def _sources(n: int) -> list[str]:
 def generation_throughput(device: str, preset: str, lines: int, work: Path, precision: str) -> dict:
     import torch
 
-    from diffuseq_cli.checkpoint import load_model_folder
+    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
     from helpers_models import build_tiny_model
 
@@ -237,7 +237,7 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
 
     import torch
 
-    from diffuseq_cli.checkpoint import load_model_folder, read_config, save_model_folder
+    from diffuseq_cli.modelfiles.folder import load_model_folder, read_config, save_model_folder
     from diffuseq_cli.train import train
     from diffuseq_cli.train_config import with_recipe
 
@@ -287,7 +287,7 @@ def question_share(outputs: list[str], sources: list[str]) -> float:
 
 def score_model(folder: Path, pairs: list[tuple[str, str]], device: str, batch: int) -> dict:
     """``-n 10 --mbr`` with the folder's own decoding defaults (fp32), scored as ``diffuseq evaluate`` does."""
-    from diffuseq_cli.checkpoint import load_model_folder
+    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.evaluate import evaluate
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from .checkpoint import LoadedModel, load_model_folder, save_model_folder
+from .modelfiles.folder import LoadedModel, load_model_folder, save_model_folder
 from .core.diffusion import Diffusion
 from .generation.batches import generate_texts
 from .generation.config import SamplingConfig
@@ -40,8 +40,8 @@ class DiffuSeq:
         tokenizer: str | Path | None = None, num_heads: int = 12, quiet: bool = True,
     ) -> "DiffuSeq":
         """Load a model folder, an official ``.pt`` (converted in memory), a Hub repo ``ORG/NAME[@REV]``, or a task's model."""
-        from .hub import resolve_model
-        from .official import load_official
+        from .modelfiles.hub import resolve_model
+        from .modelfiles.official import load_official
 
         resolved = resolve_model(str(spec) if spec is not None else None, task=task, quiet=quiet)
         if resolved.kind == "official":

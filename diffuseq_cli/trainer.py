@@ -23,15 +23,15 @@ import numpy as np
 import torch
 
 from . import distributed
-from .checkpoint import LoadedModel, initial_weights, read_config
+from .modelfiles.folder import LoadedModel, initial_weights, read_config
 from .config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
 from .core.diffusion import Diffusion, absorbing_positions
 from .errors import DiffuseqError, FieldError, UsageError, literal
 from .core.model import DiffuSeqTransformer
-from .modelcard import training_card
+from .modelfiles.card import training_card
 from .core.timesteps import LossAwareTimesteps
-from .run_folder import (
+from .modelfiles.run_folder import (
     STATE,
     append_metrics,
     latest_checkpoint,
@@ -41,7 +41,7 @@ from .run_folder import (
     truncate_metrics,
 )
 from .core.seeds import derived_seed
-from .tokenizer import TextTokenizer
+from .modelfiles.tokenizer import TextTokenizer
 from .train_config import TrainConfig
 from .precision import autocast, resolve_precision
 

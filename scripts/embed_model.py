@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from diffuseq_cli.checkpoint import CARD, load_model_folder, write_model_folder
+from diffuseq_cli.modelfiles.folder import CARD, load_model_folder, write_model_folder
 
 
 def main() -> None:

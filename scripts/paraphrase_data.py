@@ -42,7 +42,7 @@ def both_ways(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def fits(pairs: list[tuple[str, str]], tokenizer: Path, seq_len: int) -> list[tuple[str, str]]:
     """The pairs whose source and target fit ``seq_len`` positions together, uncut."""
     from diffuseq_cli.core.layout import NUM_SPECIALS
-    from diffuseq_cli.tokenizer import load_tokenizer
+    from diffuseq_cli.modelfiles.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
     src, trg = tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs])

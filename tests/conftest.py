@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffuseq_cli.data import read_pairs
-from diffuseq_cli.tokenizer import train_bpe
+from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
 from paths import QQP_VALID
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from diffuseq_cli.checkpoint import is_complete, save_model_folder
+from diffuseq_cli.modelfiles.folder import is_complete, save_model_folder
 from diffuseq_cli.config import DiffusionConfig, ModelFolderConfig, SequenceConfig, preset
 from diffuseq_cli.data import length_stats, read_pairs, tokenize_file
 from diffuseq_cli.core.model import DiffuSeqTransformer
-from diffuseq_cli.tokenizer import train_bpe
+from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
 from paths import QQP_VALID
 

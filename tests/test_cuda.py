@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from diffuseq_cli.checkpoint import load_model_folder
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.generation import SamplingConfig, prepare, sample_jobs
 

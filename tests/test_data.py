@@ -22,7 +22,7 @@ from diffuseq_cli.data import (
 )
 from diffuseq_cli.core.layout import pack, truncate_pair
 from diffuseq_cli.errors import DataError
-from diffuseq_cli.tokenizer import train_bpe
+from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
 from paths import QQP_VALID
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from diffuseq_cli.tasks import EMBEDDED_MODELS
+from diffuseq_cli.modelfiles.tasks import EMBEDDED_MODELS
 
 from paths import ROOT
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from diffuseq_cli.tasks import EMBEDDED_MODELS, resolve_task
+from diffuseq_cli.modelfiles.tasks import EMBEDDED_MODELS, resolve_task
 
 MODEL = EMBEDDED_MODELS / "paraphrase"
 pytestmark = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="embedded model not built")

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from diffuseq_cli.checkpoint import load_model_folder
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.config import SequenceConfig
 from diffuseq_cli.data import read_pairs
 from diffuseq_cli.core.diffusion import Diffusion

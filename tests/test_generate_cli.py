@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from diffuseq_cli import tasks
+from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.cli import main
 from diffuseq_cli.data import read_pairs
 from helpers_models import build_tiny_model

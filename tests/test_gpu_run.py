@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from diffuseq_cli.checkpoint import load_model_folder
+from diffuseq_cli.modelfiles.folder import load_model_folder
 
 from paths import ROOT
 

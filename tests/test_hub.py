@@ -25,9 +25,9 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.utils import are_progress_bars_disabled
 
-from diffuseq_cli import tasks
+from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.errors import DiffuseqError, UsageError
-from diffuseq_cli.hub import resolve_model
+from diffuseq_cli.modelfiles.hub import resolve_model
 
 LFS = {"model.safetensors"}  # the Hub stores these through LFS: etag = sha256 of the content
 
@@ -268,7 +268,7 @@ def test_environment_variables_are_honoured(tmp_path):
     env = {**os.environ, **hub_env(tmp_path, server.url)}
     for key in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_DISABLE_SYMLINKS"):
         env.pop(key, None)
-    code = "from diffuseq_cli.hub import resolve_model; m = resolve_model('org/tiny', quiet=True); print(m.source, m.path)"
+    code = "from diffuseq_cli.modelfiles.hub import resolve_model; m = resolve_model('org/tiny', quiet=True); print(m.source, m.path)"
     try:
         first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     finally:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffuseq_cli.checkpoint import load_model_folder
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.data import collate, tokenize_file

@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 from diffuseq_cli import DiffuSeq
-from diffuseq_cli.checkpoint import is_complete, load_model_folder, save_model_folder
+from diffuseq_cli.modelfiles.folder import is_complete, load_model_folder, save_model_folder
 from diffuseq_cli.config import ModelFolderConfig, preset
 from diffuseq_cli.errors import DiffuseqError
 from diffuseq_cli.core.model import DiffuSeqTransformer
-from diffuseq_cli.official import load_official_state
-from diffuseq_cli.tokenizer import train_bpe
+from diffuseq_cli.modelfiles.official import load_official_state
+from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
 from paths import OFFICIAL_TINY, QQP_VALID
 
@@ -99,7 +99,7 @@ def test_a_failed_write_leaves_no_folder(tmp_path, tokenizer):
 
 
 def test_wordpiece_vocab_tokenizer_matches_bert_tokenizer_json():
-    from diffuseq_cli.tokenizer import load_tokenizer
+    from diffuseq_cli.modelfiles.tokenizer import load_tokenizer
 
     from paths import BERT_VOCAB
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffuseq_cli import DiffuSeq
-from diffuseq_cli.official import convert_state, load_official_state
+from diffuseq_cli.modelfiles.official import convert_state, load_official_state
 
 from paths import OFFICIAL_TINY
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from diffuseq_cli.api import DiffuSeq
-from diffuseq_cli.checkpoint import load_model_folder
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.commands import display
 from diffuseq_cli.commands import train_progress as progress_mod
@@ -23,7 +23,7 @@ from diffuseq_cli.commands.train import parse_gpus
 from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.distributed import Placement
 from diffuseq_cli.errors import UsageError
-from diffuseq_cli.run_folder import latest_checkpoint, load_train_state, read_metrics
+from diffuseq_cli.modelfiles.run_folder import latest_checkpoint, load_train_state, read_metrics
 from diffuseq_cli.train import Trainer, TrainingDiverged, prepare_run, train
 from diffuseq_cli.train_config import read_run_config, resolve_config, with_recipe
 

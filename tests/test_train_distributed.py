@@ -16,8 +16,8 @@ from diffuseq_cli.distributed import free_port
 from diffuseq_cli.data import collate
 from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.errors import DataError
-from diffuseq_cli.run_folder import latest_checkpoint, load_train_state
-from diffuseq_cli.tokenizer import tokenizer_from_str
+from diffuseq_cli.modelfiles.run_folder import latest_checkpoint, load_train_state
+from diffuseq_cli.modelfiles.tokenizer import tokenizer_from_str
 from diffuseq_cli.train import Trainer, prepare_run, train
 from diffuseq_cli.train_config import with_recipe
 

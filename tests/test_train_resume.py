@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffuseq_cli import run_folder
+from diffuseq_cli.modelfiles import run_folder
 from diffuseq_cli.cli import main
-from diffuseq_cli.run_folder import complete_checkpoints, latest_checkpoint, load_train_state, read_metrics
+from diffuseq_cli.modelfiles.run_folder import complete_checkpoints, latest_checkpoint, load_train_state, read_metrics
 from diffuseq_cli.train import train
 from diffuseq_cli.train_config import with_recipe
 

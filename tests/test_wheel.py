@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from diffuseq_cli.tasks import EMBEDDED_MODELS
+from diffuseq_cli.modelfiles.tasks import EMBEDDED_MODELS
 
 from paths import ROOT
 

@@ -21,9 +21,9 @@ def convert(
     """
     import warnings
 
-    from ..checkpoint import save_model_folder
-    from ..modelcard import converted_card
-    from ..official import load_official
+    from ..modelfiles.folder import save_model_folder
+    from ..modelfiles.card import converted_card
+    from ..modelfiles.official import load_official
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from ..checkpoint import LoadedModel
+from ..modelfiles.folder import LoadedModel
 from ..core.diffusion import Diffusion
 from ..precision import autocast
 from ..core.remasking import Remasking

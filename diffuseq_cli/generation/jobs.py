@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checkpoint import LoadedModel
+from ..modelfiles.folder import LoadedModel
 from ..core.layout import pack_source, truncate_pair
 from ..core.seeds import derived_seed
 from .config import SamplingConfig

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..checkpoint import LoadedModel
+from ..modelfiles.folder import LoadedModel
 from ..config import PRECISIONS
 from ..core.diffusion import Diffusion
 from ..errors import FieldError, literal

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiffuseqError, UsageError
+from ..errors import DiffuseqError, UsageError
 
 # Shipped inside the package (package data), so `--task paraphrase` works offline from install.
-EMBEDDED_MODELS = Path(__file__).resolve().parent / "models"
+EMBEDDED_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 DEFAULT_TASK = "paraphrase"
 

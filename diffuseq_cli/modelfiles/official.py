@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig
-from .errors import DiffuseqError, UsageError
+from ..config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig
+from ..errors import DiffuseqError, UsageError
 from .tokenizer import TextTokenizer
 
 _LAYER = re.compile(r"input_transformers\.layer\.(\d+)\.(.+)")
@@ -148,8 +148,8 @@ def official_folder_config(cfg: ModelConfig, args: dict, tokenizer: TextTokenize
 
 def load_official(checkpoint: str | Path, args_path: str | Path | None = None, tokenizer_path: str | Path | None = None, num_heads: int = 12):
     """An official ``.pt`` as a LoadedModel (converted in memory); the tokenizer is looked for beside it."""
-    from .checkpoint import LoadedModel
-    from .core.model import DiffuSeqTransformer
+    from .folder import LoadedModel
+    from ..core.model import DiffuSeqTransformer
     from .tokenizer import load_tokenizer
 
     checkpoint = Path(checkpoint)

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ModelFolderConfig
-from .errors import DiffuseqError
-from .core.model import DiffuSeqTransformer
+from ..config import ModelFolderConfig
+from ..errors import DiffuseqError
+from ..core.model import DiffuSeqTransformer
 from .tokenizer import TextTokenizer, load_tokenizer
 
 CONFIG = "config.json"

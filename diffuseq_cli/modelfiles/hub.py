@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from . import tasks
-from .errors import DiffuseqError, UsageError
+from ..errors import DiffuseqError, UsageError
 
 # Everything a model folder or an official checkpoint needs; nothing that could be executed.
 HUB_FILES = ["config.json", "model.safetensors", "tokenizer.json", "README.md", "*.pt", "training_args.json"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_dir, is_complete, write_model_folder
+from .folder import atomic_dir, is_complete, write_model_folder
 
 STATE = "train_state.pt"
 METRICS = "metrics.jsonl"

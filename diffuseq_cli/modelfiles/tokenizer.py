@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from .errors import DiffuseqError
+from ..errors import DiffuseqError
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
