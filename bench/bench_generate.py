@@ -133,7 +133,7 @@ def sweep(args, sources: list[str]) -> None:
 def length_fit(loaded) -> None:
     from diffuseq_cli.data import length_stats, tokenize_file
     from diffuseq_cli.generation import target_length
-    from diffuseq_cli.metrics import sentence_bleu
+    from diffuseq_cli.evaluation.metrics import sentence_bleu
 
     tok, seq = loaded.tokenizer, loaded.config.sequence
     p99, ratio = length_stats(tokenize_file(QQP_TRAIN, tok, seq.seq_len))

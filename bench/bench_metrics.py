@@ -26,8 +26,8 @@ import numpy as np
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import sentence_bleu as nltk_bleu
 
-from diffuseq_cli import metrics
-from diffuseq_cli.evaluate import evaluate
+from diffuseq_cli.evaluation import metrics
+from diffuseq_cli.evaluation.report import evaluate
 
 QQP = Path(__file__).resolve().parents[2] / "shared" / "data" / "QQP" / "valid.jsonl"
 
@@ -100,7 +100,7 @@ def main() -> None:
     same &= all(math.isclose(o.bleu, b["bleu"], abs_tol=1e-12) for o, b in zip(ours.files, base["files"]))
     pairs = args.sources * (args.samples + args.samples * (args.samples - 1))
     print(f"{args.sources} sources x {args.samples} samples ({pairs} BLEU pairs in the report)")
-    print(f"ours (diffuseq_cli.evaluate):  {ours_s:8.2f} s wall {ours_cpu:8.2f} s CPU")
+    print(f"ours (diffuseq_cli.evaluation.report):  {ours_s:8.2f} s wall {ours_cpu:8.2f} s CPU")
     print(f"NLTK sentence_bleu per pair:   {base_s:8.2f} s wall {base_cpu:8.2f} s CPU")
     print(f"speed-up (CPU time):           {base_cpu / ours_cpu:8.1f} x")
     print(f"same numbers: {same}")

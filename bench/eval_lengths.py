@@ -85,7 +85,7 @@ def main() -> None:
 
 def choose(cands: list[str], src: str, n: int, avoid_copy: bool) -> str:
     """What ``generate`` writes: the one sample, or the MBR choice (not a copy of the source, if asked)."""
-    from diffuseq_cli.mbr import mbr_select, prefer_changed
+    from diffuseq_cli.evaluation.mbr import mbr_select, prefer_changed
 
     if n == 1:
         return cands[0]
@@ -95,7 +95,7 @@ def choose(cands: list[str], src: str, n: int, avoid_copy: bool) -> str:
 
 def score(chosen: list[str], refs: list[str], srcs: list[str]) -> dict:
     """The library's report (``diffuseq evaluate --sources``), plus the length error against the references."""
-    from diffuseq_cli.evaluate import evaluate
+    from diffuseq_cli.evaluation.report import evaluate
 
     report = evaluate([chosen], refs, sources=srcs)
     row, n = report.files[0], len(chosen)

@@ -288,7 +288,7 @@ def question_share(outputs: list[str], sources: list[str]) -> float:
 def score_model(folder: Path, pairs: list[tuple[str, str]], device: str, batch: int) -> dict:
     """``-n 10 --mbr`` with the folder's own decoding defaults (fp32), scored as ``diffuseq evaluate`` does."""
     from diffuseq_cli.modelfiles.folder import load_model_folder
-    from diffuseq_cli.evaluate import evaluate
+    from diffuseq_cli.evaluation.report import evaluate
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
 
     loaded = load_model_folder(folder, device=device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 
 from .data import read_pairs
-from .evaluate import evaluate
+from .evaluation.report import evaluate
 from .generation.batches import generate_texts
 from .generation.config import SamplingConfig
 from .generation.jobs import model_device

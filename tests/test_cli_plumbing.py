@@ -115,9 +115,9 @@ def test_train_errors_name_the_flag(train_call, tmp_path, capsys):
 
 
 def test_evaluate_passes_inputs_and_choices(monkeypatch, tmp_path):
-    import diffuseq_cli.evaluate
+    import diffuseq_cli.evaluation.report
 
-    seen = _record(monkeypatch, diffuseq_cli.evaluate, "evaluate")
+    seen = _record(monkeypatch, diffuseq_cli.evaluation.report, "evaluate")
     for name, text in (("p.txt", "a\nb\n"), ("r.txt", "x\ny\n"), ("s.txt", "m\nn\n")):
         (tmp_path / name).write_text(text)
     _call(["evaluate", str(tmp_path / "p.txt"), str(tmp_path / "r.txt"), "--sources", str(tmp_path / "s.txt"),
@@ -128,9 +128,9 @@ def test_evaluate_passes_inputs_and_choices(monkeypatch, tmp_path):
 
 
 def test_rerank_passes_metric_and_nbest(monkeypatch, tmp_path):
-    import diffuseq_cli.rerank
+    import diffuseq_cli.evaluation.rerank
 
-    seen = _record(monkeypatch, diffuseq_cli.rerank, "rerank")
+    seen = _record(monkeypatch, diffuseq_cli.evaluation.rerank, "rerank")
     (tmp_path / "c.txt").write_text("a\nb\nc\nd\n")
     _call(["rerank", str(tmp_path / "c.txt"), "-n", "2", "--metric", "chrf", "--nbest", "2"])
     assert [s.candidates for s in seen["args"][0]] == [["a", "b"], ["c", "d"]]

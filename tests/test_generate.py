@@ -17,8 +17,8 @@ from diffuseq_cli.generation import GenerateOptions, LineResult, format_result, 
 from diffuseq_cli.generation import SamplingConfig, candidate_seed, generate_texts, prepare, sample_batch, target_length
 from diffuseq_cli.generation.batches import padded_rows
 from diffuseq_cli.generation.jobs import MIN_TARGET
-from diffuseq_cli.mbr import MBROutput
-from diffuseq_cli.rerank import CandidateSet, rerank
+from diffuseq_cli.evaluation.mbr import MBROutput
+from diffuseq_cli.evaluation.rerank import CandidateSet, rerank
 from helpers_models import build_tiny_model
 from paths import QQP_VALID
 

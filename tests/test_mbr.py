@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffuseq_cli import mbr, metrics
+from diffuseq_cli.evaluation import mbr, metrics
 from diffuseq_cli.errors import DataError, UsageError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eval-qqp-valid"
@@ -83,7 +83,7 @@ def test_pairwise_sum_matches_numpy_row_sums_bit_for_bit():
 
 
 def test_prefer_changed_skips_copies_of_the_source_only_when_something_else_exists():
-    from diffuseq_cli.mbr import MBROutput, prefer_changed
+    from diffuseq_cli.evaluation.mbr import MBROutput, prefer_changed
 
     cands = ["how do i learn python ?", "how  do i learn python ?", "how can i learn python ?", "python ?"]
     choice = MBROutput(0, [3.0, 3.0, 2.5, 1.0])

@@ -9,9 +9,10 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 
-from diffuseq_cli import __version__, metrics
-from diffuseq_cli.evaluate import evaluate, load_inputs
-from diffuseq_cli.report_metrics import active_metrics, signature
+from diffuseq_cli import __version__
+from diffuseq_cli.evaluation import metrics
+from diffuseq_cli.evaluation.report import evaluate, load_inputs
+from diffuseq_cli.evaluation.columns import active_metrics, signature
 
 from paths import SHARED
 FIXTURE = SHARED / "fixtures" / "eval-qqp-valid"
@@ -181,8 +182,8 @@ def test_one_sample_has_no_set_metrics():
 def test_metric_modules_stay_pure():
     import ast
 
-    root = Path(metrics.__file__).parent
-    for name in ["metrics.py", "mbr.py", "evaluate.py", "rerank.py", "textio.py"]:
+    root = Path(metrics.__file__).parents[1]
+    for name in ["evaluation/metrics.py", "evaluation/mbr.py", "evaluation/report.py", "evaluation/rerank.py", "textio.py"]:
         tree = ast.parse((root / name).read_text())
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from diffuseq_cli.cli import app, main
-from diffuseq_cli.mbr import mbr_select
+from diffuseq_cli.evaluation.mbr import mbr_select
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
@@ -132,7 +132,7 @@ def test_errors_are_one_clear_line(run, tmp_path, make_args, code, pieces):
 
 
 def test_streams_one_source_at_a_time(tmp_path):
-    from diffuseq_cli.rerank import read_candidate_sets, rerank
+    from diffuseq_cli.evaluation.rerank import read_candidate_sets, rerank
 
     sets = read_candidate_sets([_consecutive(tmp_path)], per_line=5)
     results = rerank(sets)

@@ -60,7 +60,7 @@ def evaluate(
       diffuseq evaluate samples.txt refs.txt -n 10 --mbr -f json | jq .mbr.bleu
     """
     from ..errors import UsageError
-    from ..evaluate import DEFAULT_BERTSCORE_MODEL, evaluate as run, load_inputs
+    from ..evaluation.report import DEFAULT_BERTSCORE_MODEL, evaluate as run, load_inputs
 
     preds = list(files)
     if refs is None:

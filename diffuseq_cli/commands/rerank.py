@@ -49,7 +49,7 @@ def rerank(
       diffuseq rerank generated.jsonl --format jsonl -o ranked.jsonl
     """
     from ..errors import DataError
-    from ..rerank import read_candidate_sets, rerank as run
+    from ..evaluation.rerank import read_candidate_sets, rerank as run
     from ..textio import atomic_output
 
     sets = read_candidate_sets(files, per_line=num_samples, input_format=input_format.value)

@@ -30,7 +30,7 @@ from ..modelfiles.folder import LoadedModel
 from ..config import PRECISIONS
 from ..core.diffusion import Diffusion
 from ..errors import FieldError, literal
-from ..mbr import MBROutput, get_utility, mbr_select, prefer_changed
+from ..evaluation.mbr import MBROutput, get_utility, mbr_select, prefer_changed
 from .batches import decode_rows, sample_jobs
 from .config import SamplingConfig
 from .jobs import Job, candidate_seed, model_device, prepare

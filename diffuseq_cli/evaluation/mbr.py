@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from . import metrics
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError, FieldError, UsageError
+from ..errors import DataError, FieldError, UsageError
 from .mbr import MBROutput, get_utility, mbr_select
-from .textio import count_lines, display_name, iter_lines
+from ..textio import count_lines, display_name, iter_lines
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from . import mbr as mbr_lib
 from . import metrics
-from .errors import DataError, UsageError
-from .report_metrics import BERTScore, METRICS, Metric, active_metrics, mean, prepare_lines, score_lines, signature
-from .textio import display_name, read_lines
+from ..errors import DataError, UsageError
+from .columns import BERTScore, METRICS, Metric, active_metrics, mean, prepare_lines, score_lines, signature
+from ..textio import display_name, read_lines
 
 DEFAULT_BERTSCORE_MODEL = "microsoft/deberta-xlarge-mnli"
 

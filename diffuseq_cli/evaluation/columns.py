@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import metrics
-from ._version import __version__
-from .errors import DiffuseqError
+from .._version import __version__
+from ..errors import DiffuseqError
 
 
 @dataclass(frozen=True, slots=True)
