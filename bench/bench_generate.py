@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from diffuseq_cli.modelfiles.folder import load_model_folder  # noqa: E402
-from diffuseq_cli.data import read_pairs  # noqa: E402
+from diffuseq_cli.training.data import read_pairs  # noqa: E402
 from diffuseq_cli.generation import GenerateOptions, generate_stream  # noqa: E402
 from diffuseq_cli.generation import SamplingConfig, prepare  # noqa: E402
 from paths import QQP_VALID  # noqa: E402
@@ -131,7 +131,7 @@ def sweep(args, sources: list[str]) -> None:
 
 
 def length_fit(loaded) -> None:
-    from diffuseq_cli.data import length_stats, tokenize_file
+    from diffuseq_cli.training.data import length_stats, tokenize_file
     from diffuseq_cli.generation import target_length
     from diffuseq_cli.evaluation.metrics import sentence_bleu
 

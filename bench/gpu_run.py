@@ -163,8 +163,8 @@ def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> t
     """Build the run's trainer, take 3 untimed steps, then time ``steps``: (trainer, seconds, tokens)."""
     import torch
 
-    from diffuseq_cli.distributed import Placement
-    from diffuseq_cli.train import Trainer, prepare_run
+    from diffuseq_cli.training.distributed import Placement
+    from diffuseq_cli.training.run import Trainer, prepare_run
 
     shutil.rmtree(cfg.out, ignore_errors=True)
     cfg, tok = prepare_run(cfg, resume=False)
@@ -183,7 +183,7 @@ def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> t
 
 
 def training_throughput(device: str, preset: str, batch: int, steps: int, compile_model: bool, work: Path) -> dict:
-    from diffuseq_cli.train_config import with_recipe
+    from diffuseq_cli.training.config import with_recipe
 
     cfg = with_recipe("fast", data=str(data_paths()["valid"]), out=str(work / f"tput-{preset}-{batch}-{int(compile_model)}"),
                       preset=preset, batch_size=batch, steps=10**6, device="cuda" if device.startswith("cuda") else "cpu",
@@ -238,8 +238,8 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
     import torch
 
     from diffuseq_cli.modelfiles.folder import load_model_folder, read_config, save_model_folder
-    from diffuseq_cli.train import train
-    from diffuseq_cli.train_config import with_recipe
+    from diffuseq_cli.training.run import train
+    from diffuseq_cli.training.config import with_recipe
 
     paths = data_paths(work)
     settings = recipe_for(device, tiny, init)
@@ -272,7 +272,7 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
 
 def _probe_rate(device: str, settings: dict, base: dict, work: Path) -> float:
     """Steps per second of the run's own settings (a few timed steps of a throw-away run)."""
-    from diffuseq_cli.train_config import with_recipe
+    from diffuseq_cli.training.config import with_recipe
 
     cfg = with_recipe("fast", **{**base, **settings, "out": str(work / "rate-probe"), "steps": 10**6})
     _, seconds, _ = _timed_steps(cfg, device, 20)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffuseq_cli.data import read_pairs
+from diffuseq_cli.training.data import read_pairs
 from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
 from paths import QQP_VALID

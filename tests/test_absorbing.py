@@ -19,7 +19,7 @@ from diffuseq_cli.core.model import DiffuSeqTransformer
 from diffuseq_cli.core.remasking import least_confident
 from diffuseq_cli.core.samplers import DDIMSampler
 from diffuseq_cli.core.sampling import sample_loop, step_schedule
-from diffuseq_cli.train_config import RECIPES, TrainConfig, read_config_file, with_recipe
+from diffuseq_cli.training.config import RECIPES, TrainConfig, read_config_file, with_recipe
 
 from helpers_models import train_tiny_fast
 

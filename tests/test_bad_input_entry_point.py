@@ -129,7 +129,7 @@ def test_a_run_folder_as_model_means_its_latest_checkpoint(tmp_path, tokenizer_f
 
 def test_training_eta_stops_at_max_minutes_and_an_interrupt_says_how_to_resume(tmp_path, tokenizer_file, capsys):
     from diffuseq_cli.commands.train_progress import training_reporter
-    from diffuseq_cli.trainer import Trainer
+    from diffuseq_cli.training.trainer import Trainer
 
     class Fake:
         _eta = Trainer._eta

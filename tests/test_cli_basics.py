@@ -35,7 +35,7 @@ def test_library_core_does_not_import_cli_packages():
     code = (
         "import sys, diffuseq_cli.core.model, diffuseq_cli.core.diffusion, diffuseq_cli.core.sampling, diffuseq_cli.evaluation.metrics, "
         "diffuseq_cli.evaluation.mbr, diffuseq_cli.generation.stream, diffuseq_cli.generation.lines, diffuseq_cli.api, "
-        "diffuseq_cli.evaluation.report, diffuseq_cli.evaluation.rerank, diffuseq_cli.train; "
+        "diffuseq_cli.evaluation.report, diffuseq_cli.evaluation.rerank, diffuseq_cli.training.run; "
         "print(sorted(m for m in ('typer', 'rich') if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,7 +9,7 @@ import pytest
 
 from diffuseq_cli.cli import main
 from diffuseq_cli.generation.config import SamplingConfig
-from diffuseq_cli.train_config import with_recipe
+from diffuseq_cli.training.config import with_recipe
 
 
 class _Called(Exception):
@@ -85,9 +85,9 @@ def test_field_errors_read_as_fields_in_python_and_as_flags_on_the_command_line(
 
 @pytest.fixture
 def train_call(monkeypatch):
-    import diffuseq_cli.train
+    import diffuseq_cli.training.run
 
-    return _record(monkeypatch, diffuseq_cli.train, "train")
+    return _record(monkeypatch, diffuseq_cli.training.run, "train")
 
 
 def test_train_defaults_are_the_fast_recipe(train_call, tmp_path):

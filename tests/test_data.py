@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffuseq_cli import data as data_mod
+from diffuseq_cli.training import data as data_mod
 from diffuseq_cli.cli import main
-from diffuseq_cli.data import (
+from diffuseq_cli.training.data import (
     TokenizedData,
     cache_key,
     cache_path,

@@ -11,7 +11,7 @@ import torch
 
 from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.config import SequenceConfig
-from diffuseq_cli.data import read_pairs
+from diffuseq_cli.training.data import read_pairs
 from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.generation import GenerateOptions, LineResult, format_result, generate_stream, lines_done
 from diffuseq_cli.generation import SamplingConfig, candidate_seed, generate_texts, prepare, sample_batch, target_length

@@ -14,7 +14,7 @@ import pytest
 
 from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.cli import main
-from diffuseq_cli.data import read_pairs
+from diffuseq_cli.training.data import read_pairs
 from helpers_models import build_tiny_model
 from paths import OFFICIAL_TINY, QQP_VALID
 

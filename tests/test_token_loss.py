@@ -18,7 +18,7 @@ from diffuseq_cli.generation import SamplingConfig
 from diffuseq_cli.core.model import DiffuSeqTransformer
 from diffuseq_cli.core.samplers import DDIMSampler
 from diffuseq_cli.core.sampling import sample_loop
-from diffuseq_cli.train_config import RECIPES, with_recipe
+from diffuseq_cli.training.config import RECIPES, with_recipe
 
 from helpers_models import train_tiny_fast
 

@@ -21,11 +21,11 @@ from diffuseq_cli.commands import display
 from diffuseq_cli.commands import train_progress as progress_mod
 from diffuseq_cli.commands.train import parse_gpus
 from diffuseq_cli.core.diffusion import Diffusion
-from diffuseq_cli.distributed import Placement
+from diffuseq_cli.training.distributed import Placement
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.modelfiles.run_folder import latest_checkpoint, load_train_state, read_metrics
-from diffuseq_cli.train import Trainer, TrainingDiverged, prepare_run, train
-from diffuseq_cli.train_config import read_run_config, resolve_config, with_recipe
+from diffuseq_cli.training.run import Trainer, TrainingDiverged, prepare_run, train
+from diffuseq_cli.training.config import read_run_config, resolve_config, with_recipe
 
 from paths import QQP_VALID
 
@@ -265,8 +265,8 @@ def test_a_second_start_reuses_the_cached_tokenizer_and_tokenized_data(tmp_path,
     train(cfg)
     cache = sorted(p.name for p in (tmp_path / "run" / "cache").iterdir())
     assert len(cache) == 2 and cache[0].startswith("bpe-") and cache[1].startswith("small-")
-    import diffuseq_cli.data as data_mod
-    import diffuseq_cli.train as train_mod
+    import diffuseq_cli.training.data as data_mod
+    import diffuseq_cli.training.run as train_mod
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed instead of using the cache")

@@ -17,8 +17,8 @@ import torch
 from diffuseq_cli.modelfiles import run_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.modelfiles.run_folder import complete_checkpoints, latest_checkpoint, load_train_state, read_metrics
-from diffuseq_cli.train import train
-from diffuseq_cli.train_config import with_recipe
+from diffuseq_cli.training.run import train
+from diffuseq_cli.training.config import with_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 from paths import QQP_VALID

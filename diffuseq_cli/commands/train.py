@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from ..train_config import DEFAULT_LENGTH_LOSS, default, describe_default
+from ..training.config import DEFAULT_LENGTH_LOSS, default, describe_default
 from .options import PrecisionOpt, QuietOpt, Rounding
 
 EPILOG = """Examples:
@@ -105,8 +105,8 @@ def train(
     quiet: QuietOpt = False,
 ):
     """Train a DiffuSeq model on a JSONL file of {"src", "trg"} pairs; writes a run folder of model folders."""
-    from ..train import train as run_training
-    from ..train_config import resolve_config
+    from ..training.run import train as run_training
+    from ..training.config import resolve_config
     from .train_progress import training_reporter
 
     explicit = dict(

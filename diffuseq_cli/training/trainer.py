@@ -23,15 +23,15 @@ import numpy as np
 import torch
 
 from . import distributed
-from .modelfiles.folder import LoadedModel, initial_weights, read_config
-from .config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
+from ..modelfiles.folder import LoadedModel, initial_weights, read_config
+from ..config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
-from .core.diffusion import Diffusion, absorbing_positions
-from .errors import DiffuseqError, FieldError, UsageError, literal
-from .core.model import DiffuSeqTransformer
-from .modelfiles.card import training_card
-from .core.timesteps import LossAwareTimesteps
-from .modelfiles.run_folder import (
+from ..core.diffusion import Diffusion, absorbing_positions
+from ..errors import DiffuseqError, FieldError, UsageError, literal
+from ..core.model import DiffuSeqTransformer
+from ..modelfiles.card import training_card
+from ..core.timesteps import LossAwareTimesteps
+from ..modelfiles.run_folder import (
     STATE,
     append_metrics,
     latest_checkpoint,
@@ -40,10 +40,10 @@ from .modelfiles.run_folder import (
     save_checkpoint,
     truncate_metrics,
 )
-from .core.seeds import derived_seed
-from .modelfiles.tokenizer import TextTokenizer
-from .train_config import TrainConfig
-from .precision import autocast, resolve_precision
+from ..core.seeds import derived_seed
+from ..modelfiles.tokenizer import TextTokenizer
+from .config import TrainConfig
+from ..precision import autocast, resolve_precision
 
 
 Progress = Callable[[dict], None]
@@ -367,7 +367,7 @@ class Trainer:
         return total / n
 
     def eval_bleu(self) -> dict:
-        from .training_probe import bleu_probe
+        from .probe import bleu_probe
 
         ema_model = DiffuSeqTransformer(self.folder_config.model).to(self.device)
         ema_model.load_state_dict({k: v.to(self.device) for k, v in self.ema_state().items()})

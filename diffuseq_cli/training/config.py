@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ABSORBING_KINDS, POSITIONS, PRECISIONS, PRESETS, REGIONS, ROUNDINGS
-from .errors import FieldError, UsageError, literal
+from ..config import ABSORBING_KINDS, POSITIONS, PRECISIONS, PRESETS, REGIONS, ROUNDINGS
+from ..errors import FieldError, UsageError, literal
 
 TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
 
@@ -241,7 +241,7 @@ def read_config_file(path: str | Path) -> tuple[dict, dict]:
 
     Returns (model overrides, training overrides), both checked against the known field names.
     """
-    from .config import ModelConfig
+    from ..config import ModelConfig
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8-sig"))

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import DiffuseqError
-from .threads import usable_cpus
+from ..errors import DiffuseqError
+from ..threads import usable_cpus
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .core.layout import NUM_SPECIALS, pack, truncate_pair
-from .errors import DataError
+from ..core.layout import NUM_SPECIALS, pack, truncate_pair
+from ..errors import DataError
 
 
 def read_pairs(path: str | Path) -> Iterator[tuple[str, str, int]]:
