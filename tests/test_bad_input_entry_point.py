@@ -129,18 +129,13 @@ def test_a_run_folder_as_model_means_its_latest_checkpoint(tmp_path, tokenizer_f
 
 def test_training_eta_stops_at_max_minutes_and_an_interrupt_says_how_to_resume(tmp_path, tokenizer_file, capsys):
     from diffuseq_cli.commands.train_progress import training_reporter
-    from diffuseq_cli.training.trainer import Trainer
+    from diffuseq_cli.training.clock import Clock
 
-    class Fake:
-        _eta = Trainer._eta
-
-        def __init__(self, max_minutes):
-            from types import SimpleNamespace
-
-            self.cfg, self.step = SimpleNamespace(steps=1000, max_minutes=max_minutes), 100
-
-    assert Fake(0)._eta(60.0, 100) == pytest.approx(540.0)  # 900 steps at 0.6 s each
-    assert Fake(2)._eta(60.0, 100) == pytest.approx(60.0)  # but --max-minutes 2 ends it in 60 s
+    assert Clock(0).eta(60.0, 100, 900) == pytest.approx(540.0)  # 900 steps at 0.6 s each
+    assert Clock(2).eta(60.0, 100, 900) == pytest.approx(60.0)  # but --max-minutes 2 ends it in 60 s
+    late = Clock(1)
+    late.started -= 61  # this session began 61 s ago
+    assert late.over_budget() and not Clock(1).over_budget() and late.elapsed() > 61
     training_reporter(True, {"event": "stopped", "step": 7, "reason": "KeyboardInterrupt", "interrupted": True,
                              "last": "runs/x/checkpoints/step_00000005",
                              "resume": "diffuseq train d.jsonl --out runs/x --resume"})

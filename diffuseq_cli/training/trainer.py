@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import distributed
+from .clock import Clock
 from ..modelfiles.folder import LoadedModel, initial_weights, read_config
 from ..config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
@@ -150,12 +151,7 @@ class Trainer:
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step, self.epoch, self.batch_pos = 0, 0, 0
         self.batches = None
-        self.elapsed_before = 0.0  # training seconds of earlier sessions of this run (resume)
-        self._session_start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        """Training wall time of the whole run, earlier sessions included."""
-        return self.elapsed_before + time.perf_counter() - self._session_start
+        self.clock = Clock(cfg.max_minutes)
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``steps`` (0-based optimiser step)."""
@@ -185,7 +181,7 @@ class Trainer:
             "generator": self.gen.get_state(),
             "rng": distributed.all_gather_object(self._rng_state(), self.pl),
             "scaler": self.scaler.state_dict(),
-            "elapsed_s": self.elapsed(),
+            "elapsed_s": self.clock.elapsed(),
         }
 
     def load(self, state: dict) -> None:
@@ -207,7 +203,7 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.clock.before = float(state.get("elapsed_s", 0.0))
 
     def ema_state(self) -> dict:
         names = [n for n, _ in self.model.named_parameters()]
@@ -391,17 +387,9 @@ class Trainer:
             self.batches = epoch_batches(self.data.lengths, self.cfg.batch_size, self.cfg.seed, self.epoch)
         return Path(path)
 
-    def _eta(self, spent: float, done: int) -> float:
-        """Seconds left: to ``--steps`` at this session's pace, or to ``--max-minutes`` if that comes first."""
-        eta = spent / max(done, 1) * (self.cfg.steps - self.step)
-        if self.cfg.max_minutes:
-            eta = min(eta, max(0.0, self.cfg.max_minutes * 60 - spent))
-        return eta
-
-    def _out_of_time(self, start: float) -> bool:
-        if not self.cfg.max_minutes:
-            return False
-        return distributed.any_rank(time.perf_counter() - start > self.cfg.max_minutes * 60, self.pl)
+    def _out_of_time(self) -> bool:
+        """Past ``--max-minutes`` on any rank (a collective call where there is a budget)."""
+        return bool(self.clock.budget) and distributed.any_rank(self.clock.over_budget(), self.pl)
 
     def run(self, resume: bool) -> TrainResult:
         cfg = self.cfg
@@ -422,7 +410,7 @@ class Trainer:
             self._emit({"event": "warning", "message": (
                 f"{self.data.truncated:,} of {len(self.data):,} pairs in {cfg.data} are longer than --seq-len "
                 f"{cfg.seq_len} and were truncated (lines {lines}{more})")})
-        start = self._session_start = time.perf_counter()
+        start = self.clock.start()
         window_t, window_tokens, window_samples = start, 0, 0
         try:
             while self.step < cfg.steps:
@@ -437,8 +425,8 @@ class Trainer:
                     done = self.step - first_step
                     record = {"step": self.step, "loss": round(out["loss"], 5), "lr": out["lr"],
                               "grad_norm": round(out["grad_norm"], 4), "samples_per_s": round(window_samples / dt, 2),
-                              "tokens_per_s": round(window_tokens / dt, 1), "elapsed_s": round(self.elapsed(), 1),
-                              "eta_s": round(self._eta(now - start, done), 1)}
+                              "tokens_per_s": round(window_tokens / dt, 1), "elapsed_s": round(self.clock.elapsed(), 1),
+                              "eta_s": round(self.clock.eta(now - start, done, cfg.steps - self.step), 1)}
                     window_t, window_tokens, window_samples = now, 0, 0
                 if self.pl.is_main and self.valid is not None and cfg.valid_every and self.step % cfg.valid_every == 0:
                     record = record or {"step": self.step}
@@ -446,11 +434,11 @@ class Trainer:
                 if self.pl.is_main and cfg.eval_bleu_every and self.step % cfg.eval_bleu_every == 0:
                     record = record or {"step": self.step}
                     record.update(self.eval_bleu())
-                    record["elapsed_s"] = round(self.elapsed(), 1)
+                    record["elapsed_s"] = round(self.clock.elapsed(), 1)
                 if record is not None and self.pl.is_main:
                     append_metrics(self.run_dir, record)
                     self._emit({"event": "log", "steps": cfg.steps, **record})
-                out_of_time = self._out_of_time(start)
+                out_of_time = self._out_of_time()
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time:
                     last_ckpt = self.save() or last_ckpt
                 if out_of_time:
@@ -461,7 +449,7 @@ class Trainer:
                         "interrupted": isinstance(exc, KeyboardInterrupt), "last": str(last) if last else None,
                         "resume": f"diffuseq train {cfg.data} --out {cfg.out} --resume"})
             raise
-        seconds = time.perf_counter() - start
+        seconds = self.clock.session()
         self._emit({"event": "done", "step": self.step, "seconds": seconds, "path": str(last_ckpt) if last_ckpt else None})
         return TrainResult(self.run_dir, self.step, last_ckpt, seconds, self.pl.rank)
 
