@@ -36,10 +36,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from diffuseq_cli.modelfiles.folder import load_model_folder  # noqa: E402
-from diffuseq_cli.training.data import read_pairs  # noqa: E402
 from diffuseq_cli.generation import GenerateOptions, generate_stream  # noqa: E402
 from diffuseq_cli.generation import SamplingConfig, prepare  # noqa: E402
+from diffuseq_cli.modelfiles.folder import load_model_folder  # noqa: E402
+from diffuseq_cli.training.data import read_pairs  # noqa: E402
 from paths import QQP_VALID  # noqa: E402
 
 QQP_TRAIN = QQP_VALID.parent / "train.jsonl"
@@ -131,9 +131,9 @@ def sweep(args, sources: list[str]) -> None:
 
 
 def length_fit(loaded) -> None:
-    from diffuseq_cli.training.data import length_stats, tokenize_file
-    from diffuseq_cli.generation import target_length
     from diffuseq_cli.evaluation.metrics import sentence_bleu
+    from diffuseq_cli.generation import target_length
+    from diffuseq_cli.training.data import length_stats, tokenize_file
 
     tok, seq = loaded.tokenizer, loaded.config.sequence
     p99, ratio = length_stats(tokenize_file(QQP_TRAIN, tok, seq.seq_len))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from diffuseq_cli.training.config import with_recipe
 from diffuseq_cli.training.distributed import Placement
 from diffuseq_cli.training.run import Trainer, prepare_run
-from diffuseq_cli.training.config import with_recipe
 
 QQP_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "QQP" / "train.jsonl"
 

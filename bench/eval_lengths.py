@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument("--save", help="write the chosen outputs of each setting to SAVE-REGION.txt")
     args = ap.parse_args()
 
-    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.generation import collapse_repeats
+    from diffuseq_cli.modelfiles.folder import load_model_folder
 
     pairs = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()][: args.lines]
     srcs = [" ".join(p["src"].split()) for p in pairs]
@@ -113,8 +113,8 @@ def _generate_offset_task(task: tuple) -> list[list[str]]:
     import torch
 
     torch.set_num_threads(1)
-    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.generation import SamplingConfig, generate_texts
+    from diffuseq_cli.modelfiles.folder import load_model_folder
 
     return generate_texts(load_model_folder(model), sources, n, SamplingConfig(**opts_kw), target_words=words, first_line=first)
 

@@ -139,8 +139,8 @@ def _sources(n: int) -> list[str]:
 def generation_throughput(device: str, preset: str, lines: int, work: Path, precision: str) -> dict:
     import torch
 
-    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
+    from diffuseq_cli.modelfiles.folder import load_model_folder
     from helpers_models import build_tiny_model
 
     folder = build_tiny_model(work / f"gen-{preset}", preset_name=preset, vocab_size=8000, seq_len=64, steps=2000)
@@ -238,8 +238,8 @@ def train_stage(device: str, tiny: bool, minutes: float, work: Path, out: Path, 
     import torch
 
     from diffuseq_cli.modelfiles.folder import load_model_folder, read_config, save_model_folder
-    from diffuseq_cli.training.run import train
     from diffuseq_cli.training.config import with_recipe
+    from diffuseq_cli.training.run import train
 
     paths = data_paths(work)
     settings = recipe_for(device, tiny, init)
@@ -287,9 +287,9 @@ def question_share(outputs: list[str], sources: list[str]) -> float:
 
 def score_model(folder: Path, pairs: list[tuple[str, str]], device: str, batch: int) -> dict:
     """``-n 10 --mbr`` with the folder's own decoding defaults (fp32), scored as ``diffuseq evaluate`` does."""
-    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.evaluation.report import evaluate
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
+    from diffuseq_cli.modelfiles.folder import load_model_folder
 
     loaded = load_model_folder(folder, device=device)
     srcs = [s for s, _ in pairs]

@@ -15,12 +15,12 @@ from typing import Sequence
 
 import torch
 
-from .modelfiles.folder import LoadedModel, load_model_folder, save_model_folder
 from .core.diffusion import Diffusion
-from .generation.batches import generate_texts
-from .generation.config import SamplingConfig
 from .core.samplers import make_sampler
 from .core.sampling import SampleOutput, sample_loop, step_schedule
+from .generation.batches import generate_texts
+from .generation.config import SamplingConfig
+from .modelfiles.folder import LoadedModel, load_model_folder, save_model_folder
 
 
 class DiffuSeq:

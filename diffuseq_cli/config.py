@@ -23,7 +23,7 @@ POSITIONS = ("absolute", "segment")
 ABSORBING_KINDS = ("replace", "v2")
 REGIONS = ("padded", "exact")
 # Sampling choices (generation.config.SamplingConfig checks against these; the classes and
-# strategies they name live in samplers.py, rounding.py and remasking.py).
+# strategies they name live in core/samplers.py, core/rounding.py and core/remasking.py).
 SAMPLERS = ("ddim", "ddpm")
 PRECISIONS = ("fp32", "bf16", "fp16")  # of training and sampling (precision.autocast)
 LENGTH_MODES = ("predict", "auto", "full")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from diffuseq_cli.training.data import read_pairs
 from diffuseq_cli.modelfiles.tokenizer import train_bpe
+from diffuseq_cli.training.data import read_pairs
 
 from paths import QQP_VALID
 

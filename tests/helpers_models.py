@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from diffuseq_cli.modelfiles.folder import is_complete, save_model_folder
 from diffuseq_cli.config import DiffusionConfig, ModelFolderConfig, SequenceConfig, preset
-from diffuseq_cli.training.data import length_stats, read_pairs, tokenize_file
 from diffuseq_cli.core.model import DiffuSeqTransformer
+from diffuseq_cli.modelfiles.folder import is_complete, save_model_folder
 from diffuseq_cli.modelfiles.tokenizer import train_bpe
+from diffuseq_cli.training.data import length_stats, read_pairs, tokenize_file
 
 from paths import QQP_VALID
 
@@ -61,8 +61,8 @@ def build_tiny_model(
 
 def train_tiny_fast(out: Path, tokenizer_file: str, **settings):
     """A few steps of ``diffuseq train`` (fast recipe, tiny preset, T = 50) on QQP valid; ``settings`` override."""
-    from diffuseq_cli.training.run import train
     from diffuseq_cli.training.config import with_recipe
+    from diffuseq_cli.training.run import train
 
     values = dict(data=str(QQP_VALID), out=str(out), tokenizer=tokenizer_file, preset="tiny", diffusion_steps=50,
                   seq_len=32, batch_size=8, steps=3, warmup=1, save_every=1000, log_every=1)

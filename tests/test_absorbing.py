@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from diffuseq_cli.api import DiffuSeq
-from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.core.diffusion import Diffusion, absorbing_positions
-from diffuseq_cli.errors import UsageError
-from diffuseq_cli.generation import collapse_repeats
 from diffuseq_cli.core.model import DiffuSeqTransformer
 from diffuseq_cli.core.remasking import least_confident
 from diffuseq_cli.core.samplers import DDIMSampler
 from diffuseq_cli.core.sampling import sample_loop, step_schedule
+from diffuseq_cli.errors import UsageError
+from diffuseq_cli.generation import collapse_repeats
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.config import RECIPES, TrainConfig, read_config_file, with_recipe
 
 from helpers_models import train_tiny_fast

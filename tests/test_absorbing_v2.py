@@ -143,8 +143,8 @@ def test_repeats_are_always_remasked():
 
 
 def test_v2_model_trains_and_samples_end_to_end(tmp_path, tokenizer_file):
-    from diffuseq_cli.modelfiles.folder import load_model_folder
     from diffuseq_cli.api import DiffuSeq
+    from diffuseq_cli.modelfiles.folder import load_model_folder
 
     from helpers_models import train_tiny_fast
 

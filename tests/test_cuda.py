@@ -11,9 +11,9 @@ import json
 import pytest
 import torch
 
-from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.generation import SamplingConfig, prepare, sample_jobs
+from diffuseq_cli.modelfiles.folder import load_model_folder
 
 from helpers_models import build_tiny_model, train_tiny_fast
 
@@ -57,8 +57,8 @@ def test_one_gpu_trains_resumes_and_its_model_generates_on_cpu(tmp_path, tokeniz
     from diffuseq_cli.api import DiffuSeq
 
     run = tmp_path / "run"
-    from diffuseq_cli.training.run import train
     from diffuseq_cli.training.config import read_run_config, resume_config
+    from diffuseq_cli.training.run import train
 
     first = train_tiny_fast(run, tokenizer_file, gpus=(0,), steps=2, save_every=2)
     resumed = train(resume_config(read_run_config(run), steps=4), resume=True)

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffuseq_cli.training import data as data_mod
 from diffuseq_cli.cli import main
+from diffuseq_cli.core.layout import pack, truncate_pair
+from diffuseq_cli.errors import DataError
+from diffuseq_cli.modelfiles.tokenizer import train_bpe
+from diffuseq_cli.training import data as data_mod
 from diffuseq_cli.training.data import (
     TokenizedData,
     cache_key,
@@ -20,9 +23,6 @@ from diffuseq_cli.training.data import (
     read_pairs,
     tokenize_file,
 )
-from diffuseq_cli.core.layout import pack, truncate_pair
-from diffuseq_cli.errors import DataError
-from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
 from paths import QQP_VALID
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffuseq_cli.core import schedule
 from diffuseq_cli.config import DiffusionConfig
+from diffuseq_cli.core import schedule
 from diffuseq_cli.core.diffusion import Diffusion
-from diffuseq_cli.core.timesteps import LossAwareTimesteps
 from diffuseq_cli.core.rounding import expected_embedding, round_to_embeddings
 from diffuseq_cli.core.samplers import DDIMSampler, DDPMSampler
 from diffuseq_cli.core.sampling import sample_loop, step_schedule
+from diffuseq_cli.core.timesteps import LossAwareTimesteps
 
 
 @pytest.mark.parametrize("T", [50, 2000])

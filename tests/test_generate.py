@@ -9,16 +9,16 @@ import random
 import pytest
 import torch
 
-from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.config import SequenceConfig
-from diffuseq_cli.training.data import read_pairs
 from diffuseq_cli.core.diffusion import Diffusion
+from diffuseq_cli.evaluation.mbr import MBROutput
+from diffuseq_cli.evaluation.rerank import CandidateSet, rerank
 from diffuseq_cli.generation import GenerateOptions, LineResult, format_result, generate_stream, lines_done
 from diffuseq_cli.generation import SamplingConfig, candidate_seed, generate_texts, prepare, sample_batch, target_length
 from diffuseq_cli.generation.batches import padded_rows
 from diffuseq_cli.generation.jobs import MIN_TARGET
-from diffuseq_cli.evaluation.mbr import MBROutput
-from diffuseq_cli.evaluation.rerank import CandidateSet, rerank
+from diffuseq_cli.modelfiles.folder import load_model_folder
+from diffuseq_cli.training.data import read_pairs
 from helpers_models import build_tiny_model
 from paths import QQP_VALID
 

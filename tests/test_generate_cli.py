@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.cli import main
+from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.training.data import read_pairs
 from helpers_models import build_tiny_model
 from paths import OFFICIAL_TINY, QQP_VALID

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from diffuseq_cli.modelfiles.folder import load_model_folder
-from diffuseq_cli.training.data import read_pairs
 from diffuseq_cli.generation import GenerateOptions, generate_stream
 from diffuseq_cli.generation import SamplingConfig, generate_texts
+from diffuseq_cli.modelfiles.folder import load_model_folder
+from diffuseq_cli.training.data import read_pairs
 from helpers_models import build_tiny_model
 from paths import QQP_VALID
 

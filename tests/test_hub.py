@@ -25,8 +25,8 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.utils import are_progress_bars_disabled
 
-from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.errors import DiffuseqError, UsageError
+from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.modelfiles.hub import resolve_model
 
 LFS = {"model.safetensors"}  # the Hub stores these through LFS: etag = sha256 of the content

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
-from diffuseq_cli.training.data import collate, tokenize_file
 from diffuseq_cli.core.diffusion import Diffusion
+from diffuseq_cli.core.model import DiffuSeqTransformer
 from diffuseq_cli.errors import UsageError
 from diffuseq_cli.generation import SamplingConfig, exact_lengths, prepare
-from diffuseq_cli.core.model import DiffuSeqTransformer
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.config import with_recipe
+from diffuseq_cli.training.data import collate, tokenize_file
 
 from helpers_models import qqp_tokenizer, train_tiny_fast
 from paths import QQP_VALID

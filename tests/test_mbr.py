@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffuseq_cli.evaluation import mbr, metrics
 from diffuseq_cli.errors import DataError, UsageError
+from diffuseq_cli.evaluation import mbr, metrics
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())

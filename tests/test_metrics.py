@@ -11,8 +11,8 @@ from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 
 from diffuseq_cli import __version__
 from diffuseq_cli.evaluation import metrics
-from diffuseq_cli.evaluation.report import evaluate, load_inputs
 from diffuseq_cli.evaluation.columns import active_metrics, signature
+from diffuseq_cli.evaluation.report import evaluate, load_inputs
 
 from paths import SHARED
 FIXTURE = SHARED / "fixtures" / "eval-qqp-valid"

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from diffuseq_cli import DiffuSeq
-from diffuseq_cli.modelfiles.folder import is_complete, load_model_folder, save_model_folder
 from diffuseq_cli.config import ModelFolderConfig, preset
-from diffuseq_cli.errors import DiffuseqError
 from diffuseq_cli.core.model import DiffuSeqTransformer
+from diffuseq_cli.errors import DiffuseqError
+from diffuseq_cli.modelfiles.folder import is_complete, load_model_folder, save_model_folder
 from diffuseq_cli.modelfiles.official import load_official_state
 from diffuseq_cli.modelfiles.tokenizer import train_bpe
 

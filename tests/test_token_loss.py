@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.core.diffusion import Diffusion
-from diffuseq_cli.errors import UsageError
-from diffuseq_cli.generation import SamplingConfig
 from diffuseq_cli.core.model import DiffuSeqTransformer
 from diffuseq_cli.core.samplers import DDIMSampler
 from diffuseq_cli.core.sampling import sample_loop
+from diffuseq_cli.errors import UsageError
+from diffuseq_cli.generation import SamplingConfig
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.config import RECIPES, with_recipe
 
 from helpers_models import train_tiny_fast

@@ -15,17 +15,17 @@ import pytest
 import torch
 
 from diffuseq_cli.api import DiffuSeq
-from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.cli import main
 from diffuseq_cli.commands import display
 from diffuseq_cli.commands import train_progress as progress_mod
 from diffuseq_cli.commands.train import parse_gpus
 from diffuseq_cli.core.diffusion import Diffusion
-from diffuseq_cli.training.distributed import Placement
 from diffuseq_cli.errors import UsageError
+from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.modelfiles.run_folder import latest_checkpoint, load_train_state, read_metrics
-from diffuseq_cli.training.run import Trainer, TrainingDiverged, prepare_run, train
 from diffuseq_cli.training.config import read_run_config, resolve_config, with_recipe
+from diffuseq_cli.training.distributed import Placement
+from diffuseq_cli.training.run import Trainer, TrainingDiverged, prepare_run, train
 
 from paths import QQP_VALID
 

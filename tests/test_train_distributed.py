@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffuseq_cli.training import distributed
-from diffuseq_cli.training.distributed import free_port
-from diffuseq_cli.training.data import collate
 from diffuseq_cli.core.diffusion import Diffusion
 from diffuseq_cli.errors import DataError
 from diffuseq_cli.modelfiles.run_folder import latest_checkpoint, load_train_state
 from diffuseq_cli.modelfiles.tokenizer import tokenizer_from_str
-from diffuseq_cli.training.run import Trainer, prepare_run, train
+from diffuseq_cli.training import distributed
 from diffuseq_cli.training.config import with_recipe
+from diffuseq_cli.training.data import collate
+from diffuseq_cli.training.distributed import free_port
+from diffuseq_cli.training.run import Trainer, prepare_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 from paths import QQP_VALID

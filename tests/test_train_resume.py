@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffuseq_cli.modelfiles import run_folder
 from diffuseq_cli.cli import main
+from diffuseq_cli.modelfiles import run_folder
 from diffuseq_cli.modelfiles.run_folder import complete_checkpoints, latest_checkpoint, load_train_state, read_metrics
-from diffuseq_cli.training.run import train
 from diffuseq_cli.training.config import with_recipe
+from diffuseq_cli.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 from paths import QQP_VALID

@@ -21,8 +21,8 @@ def convert(
     """
     import warnings
 
-    from ..modelfiles.folder import save_model_folder
     from ..modelfiles.card import converted_card
+    from ..modelfiles.folder import save_model_folder
     from ..modelfiles.official import load_official
 
     with warnings.catch_warnings(record=True) as caught:

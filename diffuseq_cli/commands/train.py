@@ -105,8 +105,8 @@ def train(
     quiet: QuietOpt = False,
 ):
     """Train a DiffuSeq model on a JSONL file of {"src", "trg"} pairs; writes a run folder of model folders."""
-    from ..training.run import train as run_training
     from ..training.config import resolve_config
+    from ..training.run import train as run_training
     from .train_progress import training_reporter
 
     explicit = dict(

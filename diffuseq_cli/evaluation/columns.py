@@ -2,7 +2,7 @@
 
 A metric has a name (its key in the report's JSON), a table header and number format, a
 score per line, an aggregation over lines and a part of the report's signature. The report
-(``evaluate.py``) and its table and text output iterate these objects: adding a metric is
+(``report.py``) and its table and text output iterate these objects: adding a metric is
 one object in ``METRICS``, nothing else. The per-line arithmetic is ``metrics.py``'s, the
 official evaluation's to the bit.
 """
@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import metrics
 from .._version import __version__
 from ..errors import DiffuseqError
+from . import metrics
 
 
 @dataclass(frozen=True, slots=True)

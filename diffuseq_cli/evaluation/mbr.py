@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from . import metrics
 from ..errors import DataError, UsageError
+from . import metrics
 
 
 @dataclass(frozen=True)

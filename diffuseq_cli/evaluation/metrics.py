@@ -1,7 +1,7 @@
 """Sentence metrics exactly as the official DiffuSeq evaluation defines them (DESIGN.md section 4).
 
 Every function takes one already stripped line (or a prepared form of it) and
-returns a float; averaging over lines and sources lives in ``evaluate.py``.
+returns a float; averaging over lines and sources lives in ``report.py``.
 
 * BLEU: NLTK's ``sentence_bleu([ref.split()], hyp.split(),
   smoothing_function=SmoothingFunction().method4)`` with one reference,

@@ -1,4 +1,4 @@
-"""The paper's evaluation as one report: a row per file of the metrics in ``report_metrics``
+"""The paper's evaluation as one report: a row per file of the metrics in ``columns``
 (BLEU, ROUGE-L, dist-1, length, ...); self-BLEU, div-4, MBR.
 
 Numbers follow the official DiffuSeq evaluation (DESIGN.md section 4): lines
@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError, UsageError
+from ..textio import display_name, read_lines
 from . import mbr as mbr_lib
 from . import metrics
-from ..errors import DataError, UsageError
 from .columns import BERTScore, METRICS, Metric, active_metrics, mean, prepare_lines, score_lines, signature
-from ..textio import display_name, read_lines
 
 DEFAULT_BERTSCORE_MODEL = "microsoft/deberta-xlarge-mnli"
 
@@ -101,7 +101,7 @@ def evaluate(
     """Score ``preds[k][i]`` (sample k of source i) against ``refs[i]``.
 
     ``preds`` holds one list per predictions file, each as long as ``refs``. Every row has
-    the metrics of ``report_metrics.METRICS``; ``sources`` adds the copy-the-source row and,
+    the metrics of ``columns.METRICS``; ``sources`` adds the copy-the-source row and,
     on every row, the metrics that compare with the source (iBLEU, copies); ``bertscore_model``
     adds BERTScore F1 (the optional ``bertscore`` extra). With two or more samples per source
     the report adds self-BLEU and div-4; ``mbr=True`` adds the row of the MBR choice.

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, FieldError, UsageError
-from .mbr import MBROutput, get_utility, mbr_select
 from ..textio import count_lines, display_name, iter_lines
+from .mbr import MBROutput, get_utility, mbr_select
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
 

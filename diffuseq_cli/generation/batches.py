@@ -22,12 +22,12 @@ import math
 
 import torch
 
-from ..modelfiles.folder import LoadedModel
 from ..core.diffusion import Diffusion
-from ..precision import autocast
 from ..core.remasking import Remasking
 from ..core.samplers import make_sampler
 from ..core.sampling import SampleOutput, sample_loop, start_from_noise
+from ..modelfiles.folder import LoadedModel
+from ..precision import autocast
 from .config import SamplingConfig
 from .jobs import Job, candidate_seed, model_device, prepare
 

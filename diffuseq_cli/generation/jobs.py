@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..modelfiles.folder import LoadedModel
 from ..core.layout import pack_source, truncate_pair
 from ..core.seeds import derived_seed
+from ..modelfiles.folder import LoadedModel
 from .config import SamplingConfig
 
 MIN_TARGET = 8

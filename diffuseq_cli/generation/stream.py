@@ -26,11 +26,11 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..modelfiles.folder import LoadedModel
 from ..config import PRECISIONS
 from ..core.diffusion import Diffusion
 from ..errors import FieldError, literal
 from ..evaluation.mbr import MBROutput, get_utility, mbr_select, prefer_changed
+from ..modelfiles.folder import LoadedModel
 from .batches import decode_rows, sample_jobs
 from .config import SamplingConfig
 from .jobs import Job, candidate_seed, model_device, prepare

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelFolderConfig
-from ..errors import DiffuseqError
 from ..core.model import DiffuSeqTransformer
+from ..errors import DiffuseqError
 from .tokenizer import TextTokenizer, load_tokenizer
 
 CONFIG = "config.json"

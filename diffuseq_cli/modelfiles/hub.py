@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
-from . import tasks
 from ..errors import DiffuseqError, UsageError
+from . import tasks
 
 # Everything a model folder or an official checkpoint needs; nothing that could be executed.
 HUB_FILES = ["config.json", "model.safetensors", "tokenizer.json", "README.md", "*.pt", "training_args.json"]

@@ -148,8 +148,8 @@ def official_folder_config(cfg: ModelConfig, args: dict, tokenizer: TextTokenize
 
 def load_official(checkpoint: str | Path, args_path: str | Path | None = None, tokenizer_path: str | Path | None = None, num_heads: int = 12):
     """An official ``.pt`` as a LoadedModel (converted in memory); the tokenizer is looked for beside it."""
-    from .folder import LoadedModel
     from ..core.model import DiffuSeqTransformer
+    from .folder import LoadedModel
     from .tokenizer import load_tokenizer
 
     checkpoint = Path(checkpoint)

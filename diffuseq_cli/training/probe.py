@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import itertools
 
-from .data import read_pairs
 from ..evaluation.report import evaluate
 from ..generation.batches import generate_texts
 from ..generation.config import SamplingConfig
 from ..generation.jobs import model_device
+from .data import read_pairs
 
 
 PROBE_SEED = 0  # the same noise at every evaluation, so that probe values differ by the model alone

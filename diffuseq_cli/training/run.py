@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
-from .data import file_hash, load_or_tokenize, read_pairs
 from ..errors import DataError, DiffuseqError, FieldError, UsageError, literal
-from ..precision import resolve_device
 from ..modelfiles.run_folder import latest_checkpoint, write_text_atomic
-from ..textio import check_readable
 from ..modelfiles.tokenizer import TextTokenizer, load_tokenizer, tokenizer_from_str, train_bpe
+from ..precision import resolve_device
+from ..textio import check_readable
+from . import distributed
 from .config import TrainConfig, check_resumable, read_run_config
+from .data import file_hash, load_or_tokenize, read_pairs
 from .trainer import Progress, Trainer, TrainingDiverged, TrainResult, build_model_config
 
 __all__ = ["train", "prepare_run", "Trainer", "TrainingDiverged", "TrainResult", "build_model_config"]

@@ -22,16 +22,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import distributed
-from .clock import Clock
-from ..modelfiles.folder import LoadedModel, initial_weights, read_config
 from ..config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
-from .data import collate, epoch_batches, length_stats, load_or_tokenize
 from ..core.diffusion import Diffusion, absorbing_positions
-from ..errors import DiffuseqError, FieldError, UsageError, literal
 from ..core.model import DiffuSeqTransformer
-from ..modelfiles.card import training_card
+from ..core.seeds import derived_seed
 from ..core.timesteps import LossAwareTimesteps
+from ..errors import DiffuseqError, FieldError, UsageError, literal
+from ..modelfiles.card import training_card
+from ..modelfiles.folder import LoadedModel, initial_weights, read_config
 from ..modelfiles.run_folder import (
     STATE,
     append_metrics,
@@ -41,10 +39,12 @@ from ..modelfiles.run_folder import (
     save_checkpoint,
     truncate_metrics,
 )
-from ..core.seeds import derived_seed
 from ..modelfiles.tokenizer import TextTokenizer
-from .config import TrainConfig
 from ..precision import autocast, resolve_precision
+from . import distributed
+from .clock import Clock
+from .config import TrainConfig
+from .data import collate, epoch_batches, length_stats, load_or_tokenize
 
 
 Progress = Callable[[dict], None]
