@@ -1,4 +1,4 @@
-"""A built wheel carries the embedded model and runs `generate --task paraphrase` offline in a fresh venv.
+"""A built wheel carries every module and the embedded model and runs `generate --task paraphrase` offline in a fresh venv.
 
 The venv reuses this interpreter's site-packages for the heavy dependencies (torch) but gets
 diffuseq only from the wheel, so the check is about what the wheel contains. "This interpreter"
@@ -34,6 +34,8 @@ def test_wheel_contains_model_and_generates_offline(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for f in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
         assert f"diffuseq_cli/models/paraphrase/{f}" in names
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "diffuseq_cli").rglob("*.py")}
+    assert sources <= set(names), sorted(sources - set(names))  # every subpackage, every module
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=True).create(env_dir)
