@@ -85,12 +85,12 @@ def main() -> None:
 
 def choose(cands: list[str], src: str, n: int, avoid_copy: bool) -> str:
     """What ``generate`` writes: the one sample, or the MBR choice (not a copy of the source, if asked)."""
-    from diffuseq_cli.evaluation.mbr import mbr_select, prefer_changed
+    from diffuseq_cli.evaluation.choice import Preferences, choose as prefer
+    from diffuseq_cli.evaluation.mbr import mbr_select
 
     if n == 1:
         return cands[0]
-    out = mbr_select(cands)
-    return cands[(prefer_changed(out, cands, src) if avoid_copy else out).index]
+    return cands[prefer(mbr_select(cands), cands, src, Preferences(avoid_copy=avoid_copy)).index]
 
 
 def score(chosen: list[str], refs: list[str], srcs: list[str]) -> dict:

@@ -136,6 +136,8 @@ class DecodingConfig:
     lengths: int = 1  # the length beam of --length predict (candidate k takes the (k mod K)-th likeliest length)
     dedup: bool = False  # collapse runs of the same word in the decoded text
     avoid_copy: bool = False  # with MBR: the best candidate that is not the source itself (paraphrasing)
+    keep_mood: bool = False  # with MBR: a question's output a question, a statement's a statement
+    whole_words: bool = False  # with MBR: the candidates with the fewest made-up words (evaluation/choice.py)
 
     def __post_init__(self):
         if self.lengths < 1:

@@ -25,9 +25,12 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, help="the length beam (default: the checkpoint's)")
     ap.add_argument("--dedup", action=argparse.BooleanOptionalAction, help="collapse repeated words (default: the checkpoint's)")
     ap.add_argument("--avoid-copy", action=argparse.BooleanOptionalAction, help="MBR avoids copies of the source")
+    ap.add_argument("--keep-mood", action=argparse.BooleanOptionalAction, help="MBR keeps questions questions, statements statements")
+    ap.add_argument("--whole-words", action=argparse.BooleanOptionalAction, help="MBR prefers the fewest made-up words")
     args = ap.parse_args()
     loaded = load_model_folder(args.src)
-    given = {k: v for k, v in dict(lengths=args.lengths, dedup=args.dedup, avoid_copy=args.avoid_copy).items() if v is not None}
+    given = {k: v for k, v in dict(lengths=args.lengths, dedup=args.dedup, avoid_copy=args.avoid_copy,
+                                   keep_mood=args.keep_mood, whole_words=args.whole_words).items() if v is not None}
     config = dataclasses.replace(loaded.config, decoding=dataclasses.replace(loaded.config.decoding, **given))
     args.dst.mkdir(parents=True, exist_ok=True)
     card = (args.dst / CARD).read_text() if (args.dst / CARD).exists() else (args.src / CARD).read_text()

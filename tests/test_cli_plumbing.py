@@ -44,7 +44,8 @@ def test_generate_defaults_are_the_sampling_configs(generate_call):
     assert generate_call["args"] == (SamplingConfig(),)
     kw = generate_call["kwargs"]
     assert (kw["input"], kw["output"], kw["model"], kw["num_samples"], kw["mbr"], kw["fmt"]) == ("in.txt", None, None, 1, False, "text")
-    assert kw["avoid_copy"] is None and kw["precision"] is None and kw["device"] == "auto"
+    assert kw["choice"] == {"avoid_copy": None, "keep_mood": None, "whole_words": None}
+    assert kw["precision"] is None and kw["device"] == "auto"
 
 
 def test_generate_maps_every_sampling_flag(generate_call):
@@ -58,11 +59,11 @@ def test_generate_maps_every_sampling_flag(generate_call):
 
 def test_generate_maps_the_run_options(generate_call):
     _call(["generate", "-i", "a.txt", "-o", "b.txt", "-m", "folder", "--tokenizer", "vocab.txt", "--heads", "4",
-           "-n", "3", "--mbr", "--allow-copy", "--mbr-metric", "chrf", "-f", "jsonl", "--input-format", "text",
+           "-n", "3", "--mbr", "--allow-copy", "--keep-mood", "--any-words", "--mbr-metric", "chrf", "-f", "jsonl", "--input-format", "text",
            "--device", "cpu", "--precision", "bf16", "--resume", "-q"])
     kw = generate_call["kwargs"]
     assert kw == dict(input="a.txt", output="b.txt", model="folder", task=None, tokenizer="vocab.txt", heads=4,
-                      num_samples=3, mbr=True, mbr_metric="chrf", avoid_copy=False, fmt="jsonl", input_format="text",
+                      num_samples=3, mbr=True, mbr_metric="chrf", choice={"avoid_copy": False, "keep_mood": True, "whole_words": False}, fmt="jsonl", input_format="text",
                       device="cpu", precision="bf16", resume=True, quiet=True)
 
 
@@ -70,6 +71,7 @@ def test_generate_maps_the_run_options(generate_call):
     (["--strength", "2"], "--strength must be in (0, 1]"),
     (["--mbr"], "--mbr needs -n 2"),
     (["--resume"], "--resume needs -o FILE"),
+    (["--whole-words"], "--whole-words chooses among candidates: it needs --mbr"),
 ])
 def test_generate_rejects_bad_options_before_any_work(generate_call, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:

@@ -80,13 +80,3 @@ def test_pairwise_sum_matches_numpy_row_sums_bit_for_bit():
     for n in list(range(1, 20)) + [64, 127, 128, 129, 200, 300]:
         rows = [[rng.random() * 10 ** rng.randint(-6, 6) for _ in range(n)] for _ in range(4)]
         assert [mbr.pairwise_sum(r) for r in rows] == np.sum(np.array(rows), -1).tolist()
-
-
-def test_prefer_changed_skips_copies_of_the_source_only_when_something_else_exists():
-    from diffuseq_cli.evaluation.mbr import MBROutput, prefer_changed
-
-    cands = ["how do i learn python ?", "how  do i learn python ?", "how can i learn python ?", "python ?"]
-    choice = MBROutput(0, [3.0, 3.0, 2.5, 1.0])
-    assert prefer_changed(choice, cands, "how do i learn python ?").index == 2  # both copies skipped
-    assert prefer_changed(choice, cands, "something else").index == 0  # no copy: unchanged
-    assert prefer_changed(MBROutput(0, [1.0, 0.5]), cands[:2], "how do i learn python ?").index == 0  # all copies

@@ -28,6 +28,8 @@ def generate(
     num_samples: NumSamplesOpt = 1,
     mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
     avoid_copy: Annotated[Optional[bool], typer.Option("--avoid-copy/--allow-copy", help="With --mbr: choose the best candidate that is not the source itself, when there is one (paraphrasing) (default: the model's, in its config.json \"decoding\").", show_default=False)] = None,
+    keep_mood: Annotated[Optional[bool], typer.Option("--keep-mood/--any-mood", help="With --mbr: prefer candidates that keep the source's mood: a question's a question, a statement's a statement (default: the model's).", show_default=False)] = None,
+    whole_words: Annotated[Optional[bool], typer.Option("--whole-words/--any-words", help="With --mbr: prefer the candidates with the fewest made-up words (words neither in the source nor whole in the model's vocabulary, e.g. \"goodologist\") (default: the model's).", show_default=False)] = None,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"Denoising steps, up to the model's T (default: {DEFAULT_DDIM_STEPS} with ddim, T with ddpm).")] = None,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler(_DEFAULT.sampler),
@@ -70,8 +72,10 @@ def generate(
         raise UsageError("--resume needs -o FILE")
     if mbr and num_samples < 2:
         raise UsageError("--mbr needs -n 2 or more candidates")
-    if avoid_copy and not mbr:
-        raise UsageError("--avoid-copy chooses among candidates: it needs --mbr")
+    choice = {"avoid_copy": avoid_copy, "keep_mood": keep_mood, "whole_words": whole_words}
+    for name, value in choice.items():
+        if value and not mbr:
+            raise UsageError(f"--{name.replace('_', '-')} chooses among candidates: it needs --mbr")
     sampling = SamplingConfig(
         steps=steps, sampler=sampler.value, seed=seed, length=length.value if length else None, lengths=lengths,
         rounding=rounding.value if rounding else None, strength=strength, remask=remask,
@@ -79,7 +83,7 @@ def generate(
     )
     run_generate(
         sampling, input=input, output=output, model=model, task=task, tokenizer=tokenizer, heads=heads,
-        num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric.value, avoid_copy=avoid_copy, fmt=fmt.value,
+        num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric.value, choice=choice, fmt=fmt.value,
         input_format=input_format.value, device=device, precision=precision.value if precision else None,
         resume=resume, quiet=quiet,
     )

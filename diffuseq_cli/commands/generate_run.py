@@ -46,9 +46,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_samples, mbr, mbr_metric, avoid_copy,
+def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_samples, mbr, mbr_metric, choice,
                  fmt, input_format, device, precision, resume, quiet):
-    """``generate`` with its sampling settings (a ``SamplingConfig``) and the run's other options."""
+    """``generate`` with its sampling settings (a ``SamplingConfig``) and the run's other options.
+
+    ``choice``: the MBR choice's preferences (``avoid_copy``, ``keep_mood``, ``whole_words``; None: the model's).
+    """
     from ..generation.lines import format_result, lines_done
     from ..generation.stream import GenerateOptions, generate_stream
     from ..precision import resolve_device, resolve_precision
@@ -66,7 +69,7 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
     steps = len(sampling.visited_steps(T))  # fewer than asked when --strength starts below T-1
     if sampling.sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
-    opts = GenerateOptions(num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric, avoid_copy=avoid_copy,
+    opts = GenerateOptions(num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric, **choice,
                            sampling=sampling, device=device, precision=precision)
     skip, keep_bytes = 0, 0
     out_path = Path(output) if output and output != "-" else None

@@ -124,17 +124,6 @@ def mbr_select(candidates: Sequence[str], metric: str = "bleu") -> MBROutput:
     return select_from_matrix(utility_matrix(candidates, metric))
 
 
-def prefer_changed(choice: MBROutput, candidates: Sequence[str], source: str) -> MBROutput:
-    """The best-ranked candidate that is not the source itself (whitespace-normalised), when there is one.
-
-    For paraphrasing: a copy of the input is the safest consensus, and the least useful output.
-    """
-    for i in choice.ranking():
-        if not metrics.same_words(candidates[i], source):
-            return MBROutput(i, choice.scores)
-    return choice
-
-
 def mbr_select_many(candidate_sets: Iterable[Sequence[str]], metric: str = "bleu") -> Iterator[MBROutput]:
     """:func:`mbr_select` for each set, lazily (input order kept, memory flat)."""
     get_utility(metric)

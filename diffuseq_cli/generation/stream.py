@@ -17,6 +17,7 @@ Results come out in input order; which lines share a batch never changes them
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -29,7 +30,8 @@ import torch
 from ..config import PRECISIONS
 from ..core.diffusion import Diffusion
 from ..errors import FieldError, literal
-from ..evaluation.mbr import MBROutput, get_utility, mbr_select, prefer_changed
+from ..evaluation.choice import Preferences, choose
+from ..evaluation.mbr import MBROutput, get_utility, mbr_select
 from ..modelfiles.folder import LoadedModel
 from .batches import decode_rows, sample_jobs
 from .config import SamplingConfig
@@ -42,6 +44,8 @@ class GenerateOptions:
     mbr: bool = False
     mbr_metric: str = "bleu"
     avoid_copy: bool | None = None  # with mbr: the best candidate that is not the source itself; None: the model's
+    keep_mood: bool | None = None  # with mbr: questions stay questions, statements statements; None: the model's
+    whole_words: bool | None = None  # with mbr: the fewest made-up words (evaluation/choice.py); None: the model's
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # its batch_size is rounded down to whole lines
     device: str | None = None  # None: where the model's weights are
     precision: str = "fp32"
@@ -55,6 +59,15 @@ class GenerateOptions:
             raise FieldError(f"{{precision}} must be fp32, bf16 or fp16, got {literal(repr(self.precision))}")
         if self.mbr:
             get_utility(self.mbr_metric)
+
+
+def preferences(loaded: LoadedModel, opts: GenerateOptions) -> Preferences:
+    """What MBR's choice should also be: ``opts``' settings, else the model's own (config.json "decoding")."""
+    own = loaded.config.decoding
+    pick = lambda given, default: default if given is None else given  # noqa: E731
+    return Preferences(avoid_copy=pick(opts.avoid_copy, own.avoid_copy), keep_mood=pick(opts.keep_mood, own.keep_mood),
+                       whole_words=pick(opts.whole_words, own.whole_words),
+                       is_word=functools.lru_cache(maxsize=65536)(loaded.tokenizer.is_word))
 
 
 @dataclass
@@ -123,7 +136,7 @@ def generate_stream(
     n = opts.num_samples
     batch = max(n, opts.sampling.batch_size // n * n)  # whole lines: all n candidates of a line in one call
     max_pending = opts.max_pending or max(4 * batch // n, 8)
-    avoid_copy = loaded.config.decoding.avoid_copy if opts.avoid_copy is None else opts.avoid_copy
+    prefs = preferences(loaded, opts)
 
     buckets: dict[int, list[tuple[Job, int]]] = defaultdict(list)  # length -> (job, k) waiting, oldest first
     arrived: dict[int, float] = {}  # line -> when it was read (for lines waiting in a bucket)
@@ -165,9 +178,7 @@ def generate_stream(
                 truncated=bool(job and job.truncated),
             )
             if opts.mbr and n > 1:
-                result.mbr = mbr_select(cands, opts.mbr_metric)
-                if avoid_copy:
-                    result.mbr = prefer_changed(result.mbr, cands, result.source)
+                result.mbr = choose(mbr_select(cands, opts.mbr_metric), cands, result.source, prefs)
             next_emit += 1
             yield result
 

@@ -43,6 +43,11 @@ class TextTokenizer:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
 
+    def is_word(self, word: str) -> bool:
+        """Whether ``word`` is one token of the vocabulary (a word the model spells whole)."""
+        ids = self.tok.encode(word, add_special_tokens=False).ids
+        return len(ids) == 1 and ids[0] != self.unk_id
+
     def decode(self, seqs: list[list[int]], until_end: bool = False) -> list[str]:
         """Token ids -> text, special tokens and padding dropped.
 
