@@ -22,6 +22,7 @@ from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.config import RECIPES, TrainConfig, read_config_file, with_recipe
 
 from helpers_models import train_tiny_fast
+from paths import needs_shared
 
 
 def _model(V=30, d=8):
@@ -179,6 +180,7 @@ def test_collapse_repeats_keeps_one_of_each_run_only():
     assert collapse_repeats("") == "" and collapse_repeats("  a  a b ") == "a b"
 
 
+@needs_shared
 def test_dedup_option_reaches_the_output_and_is_the_embedded_models_default(tmp_path, capsys):
     from helpers_models import build_tiny_model
 

@@ -42,7 +42,7 @@ def assert_clean_failure(r, code: int, *pieces: str):
 
 
 @pytest.fixture
-def files(tmp_path):
+def files(shared_data, tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text("".join(QQP_VALID.read_text().splitlines(keepends=True)[:40]))
     existing = tmp_path / "notes.txt"

@@ -5,6 +5,7 @@ import pytest
 
 from diffuseq_cli.evaluation.choice import Preferences, choose, made_up_words
 from diffuseq_cli.evaluation.mbr import MBROutput
+from paths import needs_shared
 
 WORDS = {"how", "do", "can", "i", "learn", "python", "be", "a", "good", "the", "is", "it", "stock", "rose"}
 
@@ -70,6 +71,7 @@ def test_the_tokenizer_knows_whole_words():
     assert not tok.is_word("goodologist") and not tok.is_word("qualityized")
 
 
+@needs_shared
 def test_generate_stream_applies_the_preferences_to_each_mbr_choice(tmp_path):
     """Through the stream (as ``generate --mbr`` runs): each line's choice is ``choose`` over its MBR
     ranking, with the model's own preferences unless the options say otherwise."""

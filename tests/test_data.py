@@ -28,7 +28,7 @@ from paths import QQP_VALID
 
 
 @pytest.fixture(scope="module")
-def tok():
+def tok(shared_data):
     texts = []
     for src, trg, _ in read_pairs(QQP_VALID):
         texts += [src, trg]

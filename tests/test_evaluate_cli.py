@@ -9,7 +9,10 @@ import pytest
 
 from diffuseq_cli.cli import main
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eval-qqp-valid"
+from paths import FIXTURES, require_shared
+
+require_shared(module=True)
+FIXTURE = FIXTURES / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 CANDS = [str(FIXTURE / f"cand{k}.txt") for k in range(5)]
 REFS = str(FIXTURE / "refs.txt")

@@ -16,7 +16,9 @@ from diffuseq_cli.cli import main
 from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.training.data import read_pairs
 from helpers_models import build_tiny_model
-from paths import OFFICIAL_TINY, QQP_VALID
+from paths import OFFICIAL_TINY, QQP_VALID, require_shared
+
+require_shared(module=True)
 
 SOURCES = [s for s, _, _ in read_pairs(QQP_VALID)][:30]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the CPU is shared: one thread is the fast choice for tiny models

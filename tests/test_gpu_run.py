@@ -10,11 +10,12 @@ import pytest
 
 from diffuseq_cli.modelfiles.folder import load_model_folder
 
-from paths import ROOT
+from paths import ROOT, needs_shared
 
 pytestmark = pytest.mark.slow
 
 
+@needs_shared
 def test_rehearsal_runs_every_stage_on_cpu(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_run.py"), "--device", "cpu", "--tiny",

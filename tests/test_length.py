@@ -20,7 +20,7 @@ from diffuseq_cli.training.config import with_recipe
 from diffuseq_cli.training.data import collate, tokenize_file
 
 from helpers_models import qqp_tokenizer, train_tiny_fast
-from paths import QQP_VALID
+from paths import QQP_VALID, needs_shared
 
 
 def _model(**kw):
@@ -29,6 +29,7 @@ def _model(**kw):
     return DiffuSeqTransformer(cfg).eval()
 
 
+@needs_shared
 def test_exact_collate_keeps_padding_out_of_the_target():
     tok = qqp_tokenizer()
     data = tokenize_file(QQP_VALID, tok, 48)

@@ -10,7 +10,10 @@ import pytest
 from diffuseq_cli.errors import DataError, UsageError
 from diffuseq_cli.evaluation import mbr, metrics
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eval-qqp-valid"
+from paths import FIXTURES, require_shared
+
+require_shared(module=True)
+FIXTURE = FIXTURES / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 
 

@@ -14,7 +14,9 @@ from diffuseq_cli.evaluation import metrics
 from diffuseq_cli.evaluation.columns import active_metrics, signature
 from diffuseq_cli.evaluation.report import evaluate, load_inputs
 
-from paths import SHARED
+from paths import SHARED, require_shared
+
+require_shared(module=True)
 FIXTURE = SHARED / "fixtures" / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 

@@ -16,11 +16,11 @@ from diffuseq_cli.modelfiles.folder import is_complete, load_model_folder, save_
 from diffuseq_cli.modelfiles.official import load_official_state
 from diffuseq_cli.modelfiles.tokenizer import train_bpe
 
-from paths import OFFICIAL_TINY, QQP_VALID
+from paths import OFFICIAL_TINY, QQP_VALID, needs_shared
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(shared_data):
     lines = [json.loads(x)["src"] for x in QQP_VALID.read_text().splitlines()[:300]]
     return train_bpe(lines, vocab_size=300)
 
@@ -42,6 +42,7 @@ def test_model_folder_round_trips_exactly(tmp_path, tokenizer):
     assert "lm_head.weight" not in load_file(str(tmp_path / "m" / "model.safetensors"))
 
 
+@needs_shared
 def test_official_checkpoint_round_trips_through_convert(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(56)]) + "\n")
@@ -98,6 +99,7 @@ def test_a_failed_write_leaves_no_folder(tmp_path, tokenizer):
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_shared
 def test_wordpiece_vocab_tokenizer_matches_bert_tokenizer_json():
     from diffuseq_cli.modelfiles.tokenizer import load_tokenizer
 

@@ -6,7 +6,9 @@ import torch
 from diffuseq_cli import DiffuSeq
 from diffuseq_cli.modelfiles.official import convert_state, load_official_state
 
-from paths import OFFICIAL_TINY
+from paths import OFFICIAL_TINY, require_shared
+
+require_shared(module=True)
 
 
 @pytest.fixture(scope="module")

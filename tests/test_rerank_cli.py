@@ -9,7 +9,10 @@ from typer.testing import CliRunner
 from diffuseq_cli.cli import app, main
 from diffuseq_cli.evaluation.mbr import mbr_select
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eval-qqp-valid"
+from paths import FIXTURES, require_shared
+
+require_shared(module=True)
+FIXTURE = FIXTURES / "eval-qqp-valid"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 CANDS = [str(FIXTURE / f"cand{k}.txt") for k in range(5)]
 COLUMNS = [Path(c).read_text(encoding="utf-8").split("\n")[:200] for c in CANDS]

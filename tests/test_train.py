@@ -27,7 +27,7 @@ from diffuseq_cli.training.config import read_run_config, resolve_config, with_r
 from diffuseq_cli.training.distributed import Placement
 from diffuseq_cli.training.run import Trainer, TrainingDiverged, prepare_run, train
 
-from paths import QQP_VALID
+from paths import QQP_VALID, needs_shared
 
 
 def tiny(tmp_path, tokenizer_file, name="run", **kw):
@@ -257,6 +257,7 @@ def test_fresh_run_into_a_used_folder_and_resume_changes(tmp_path, tokenizer_fil
 
 
 # --- the run's cache --------------------------------------------------------------------------------
+@needs_shared
 def test_a_second_start_reuses_the_cached_tokenizer_and_tokenized_data(tmp_path, monkeypatch):
     small = tmp_path / "small.jsonl"
     small.write_bytes(b"".join(QQP_VALID.read_bytes().splitlines(keepends=True)[:300]))
