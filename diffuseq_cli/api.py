@@ -40,9 +40,11 @@ class DiffuSeq:
         tokenizer: str | Path | None = None, num_heads: int = 12, quiet: bool = True,
     ) -> "DiffuSeq":
         """Load a model folder, an official ``.pt`` (converted in memory), a Hub repo ``ORG/NAME[@REV]``, or a task's model."""
+        from .errors import at_least
         from .modelfiles.hub import resolve_model
         from .modelfiles.official import load_official
 
+        at_least("num_heads", num_heads)  # before any download or load
         resolved = resolve_model(str(spec) if spec is not None else None, task=task, quiet=quiet)
         if resolved.kind == "official":
             loaded = load_official(resolved.path, tokenizer_path=tokenizer, num_heads=num_heads)

@@ -29,10 +29,10 @@ class DataError(DiffuseqError):
 
 
 class FieldError(UsageError, ValueError):
-    """Bad settings, named by their fields: ``"{steps} must be positive"``.
+    """Bad settings, named by their fields: ``"{steps} must be at least 1, got 0"``.
 
-    Library users read field names (``steps must be positive``); the CLI renders the same
-    error with its flags (``--steps must be positive``) through :meth:`render`, so the
+    Library users read field names (``steps must be at least 1, got 0``); the CLI renders the
+    same error with its flags (``--steps must be at least 1, got 0``) through :meth:`render`, so the
     library never spells a flag and the two cannot drift apart.
     """
 
@@ -54,3 +54,10 @@ class FieldError(UsageError, ValueError):
 def literal(value) -> str:
     """``value`` as text to put in a FieldError template unchanged (braces escaped): paths, user input."""
     return str(value).replace("{", "{{").replace("}", "}}")
+
+
+def at_least(field: str, value, minimum: int = 1) -> None:
+    """The one wording of a number below its lowest value, for every command and setting:
+    ``{steps} must be at least 1, got 0`` (None: not given, nothing to check)."""
+    if value is not None and value < minimum:
+        raise FieldError(f"{{{field}}} must be at least {minimum}, got {literal(value)}")

@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import DataError, DiffuseqError, UsageError
@@ -36,6 +36,43 @@ def check_readable(path: str | Path, what: str | None = None) -> None:
         raise UsageError(f"{prefix}{p}: is a folder, not a text file")
     if not p.exists():
         raise UsageError(f"{prefix}{p}: no such file")
+
+
+def check_writable(path: str | Path | None, inputs: Sequence[str | Path] = ()) -> None:
+    """Fail before any work when the output ``path`` (None or ``"-"``: stdout) is one of ``inputs``
+    (the same file however it is named: relative, absolute, a link) or cannot be written, with the
+    system's reason. Nothing is changed: an existing file is opened without truncating and given
+    an empty write (which a file that takes no writes, such as /proc/version, refuses); a new one
+    is created and removed again. Pipes and devices are written as they come."""
+    if path is None or str(path) == "-":
+        return
+    target = Path(path)
+    for source in inputs:
+        if str(source) != "-" and _same_file(target, Path(source)):
+            which = "the input file" if len(inputs) == 1 else "one of the input files"
+            raise UsageError(f"{target} is {which}; writing to it would destroy it (choose another -o)")
+    if target.is_dir():
+        raise UsageError(f"{target}: is a folder, not a file (choose a file name for -o)")
+    try:
+        if target.exists():
+            if target.is_file():
+                fd = os.open(target, os.O_WRONLY)
+                try:
+                    os.write(fd, b"")
+                finally:
+                    os.close(fd)
+        else:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.unlink(target)
+    except OSError as exc:
+        raise DiffuseqError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing
+        return False
 
 
 def count_lines(path: str | Path) -> int | None:
@@ -72,17 +109,21 @@ def iter_lines(path: str | Path) -> Iterator[str]:
     name = display_name(path)
     with _open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            if raw.endswith(b"\n"):
-                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad = raw[exc.start : exc.start + 1].hex()
-                raise DataError(
-                    f"not valid UTF-8 (byte 0x{bad} at column {exc.start + 1})", name, number
-                ) from None
+            yield decode_line(raw, number, name)
+
+
+def decode_line(raw: bytes, number: int, name: str) -> str:
+    """One raw line (``number`` from 1) as text, without its line ending (and a first line's BOM);
+    bytes that are not UTF-8 are a DataError in the one wording every command uses."""
+    if number == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    if raw.endswith(b"\n"):
+        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise DataError(f"not valid UTF-8 (byte 0x{bad} at column {exc.start + 1})", name, number) from None
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -96,17 +137,22 @@ def atomic_output(path: str | Path | None):
 
     ``None`` or ``"-"`` is standard output (written as it goes). A file is
     written under a temporary name beside it and renamed at the end, so a
-    failure never leaves a half-written result that looks whole.
+    failure never leaves a half-written result that looks whole (a pipe or a
+    device, such as /dev/stdout, is written as it goes).
     """
     if path is None or str(path) == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
     target = Path(path)
+    if target.exists() and not target.is_file():  # a pipe or a device: written in place, never replaced
+        with open(target, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+        return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     except OSError as exc:
-        raise DiffuseqError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        raise DiffuseqError(f"{target}: cannot write its temporary file in {target.parent} ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             yield handle

@@ -81,7 +81,7 @@ def test_generate_rejects_bad_options_before_any_work(generate_call, capsys, arg
 
 
 def test_field_errors_read_as_fields_in_python_and_as_flags_on_the_command_line():
-    with pytest.raises(ValueError, match=r"^batch_size must be positive"):
+    with pytest.raises(ValueError, match=r"^batch_size must be at least 1, got 0$"):
         SamplingConfig(batch_size=0)
 
 

@@ -7,17 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
+from .help import HelpOpt
 
 def convert(
-    checkpoint: Annotated[str, typer.Argument(help="Official checkpoint, e.g. ema_0.9999_050000.pt.")],
+    checkpoint: Annotated[str, typer.Argument(help="Official checkpoint, e.g. ema_0.9999_050000.pt.", metavar="CHECKPOINT")],
     output: Annotated[str, typer.Option("--output", "-o", help="Model folder to write.")],
     args: Annotated[Optional[str], typer.Option("--args", help="training_args.json (default: beside the checkpoint).")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="vocab.txt or tokenizer.json (default: beside the checkpoint).")] = None,
     heads: Annotated[int, typer.Option("--heads", help="Attention heads (not stored in the checkpoint; bert-base: 12).")] = 12,
+    show_help: HelpOpt = False,
 ):
     """Import a checkpoint of the official DiffuSeq code into a diffuseq model folder.
 
-    Example: diffuseq convert ema_0.9999_050000.pt --tokenizer bert-base-uncased/vocab.txt -o models/qqp
+    Example:
+
+    \b
+      diffuseq convert ema_0.9999_050000.pt --tokenizer vocab.txt -o models/qqp
     """
     import warnings
 

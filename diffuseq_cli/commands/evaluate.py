@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from .display import Bar, console, on_terminal
+from .help import HelpOpt
 from .options import QuietOpt
 
 
@@ -26,7 +27,7 @@ FilesArg = Annotated[
 ]
 RefsOpt = Annotated[Optional[Path], typer.Option("--refs", "-r", help="References file; then every FILE is predictions.")]
 PerLineOpt = Annotated[
-    int, typer.Option("--num-samples", "-n", min=1, help="Each predictions file holds K consecutive lines per reference.")
+    int, typer.Option("--num-samples", "-n", help="Each predictions file holds K consecutive lines per reference.")
 ]
 MbrOpt = Annotated[bool, typer.Option("--mbr", help="Add a row for the MBR choice (summed sentence BLEU) among the samples.")]
 SourcesOpt = Annotated[Optional[Path], typer.Option("--sources", "-s", help="Source file: add the copy-the-source baseline row, iBLEU and the share of outputs equal to their source.")]
@@ -45,6 +46,7 @@ def evaluate(
     bertscore: BertOpt = False,
     bertscore_model: BertModelOpt = None,
     quiet: QuietOpt = False,
+    show_help: HelpOpt = False,
 ):
     """Score predictions the way the DiffuSeq paper does: BLEU, ROUGE-L, dist-1, length,
     self-BLEU and div-4 over several samples, and the MBR choice.
@@ -96,7 +98,7 @@ def _table(report) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.lines} lines, {report.samples} sample(s) per source")
-    table.add_column("", justify="left")
+    table.add_column("", justify="left", overflow="fold")  # a long file name wraps; it is never cut
     for metric in report.metrics:
         table.add_column(metric.header, justify="right")
     for i, row in enumerate(report.rows()):
@@ -107,4 +109,6 @@ def _table(report) -> None:
     if report.self_bleu is not None:
         out.print(f"self-BLEU {report.self_bleu:.4f}   div-4 {report.div_4:.4f}")
     legend = "; ".join(m.legend for m in report.metrics if m.legend)
-    out.print((f"[dim]{legend}[/]\n" if legend else "") + f"[dim]{report.signature}[/]")
+    if legend:
+        out.print(f"[dim]{legend}[/]")
+    out.print(f"[dim]{report.signature}[/]", soft_wrap=True)  # one line, to paste whole

@@ -8,9 +8,13 @@ import typer
 
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, SAMPLERS
 from ..generation.config import DEFAULT_DDIM_STEPS, SamplingConfig
+from ..modelfiles.tasks import DEFAULT_TASK, TASKS
+from .help import HelpOpt
 from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices
 
 _DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
+_TASKS_HELP = (f"Use this task's model when --model is not given: {', '.join(t.name for t in TASKS.values() if t.spec)}; "
+               f"no model yet: {', '.join(t.name for t in TASKS.values() if not t.spec)} (default: {DEFAULT_TASK}).")
 
 
 Sampler = choices("Sampler", SAMPLERS)
@@ -22,33 +26,34 @@ def generate(
     input: Annotated[str, typer.Option("--input", "-i", help="Source lines (text, or JSONL with 'src'); '-' is stdin.")] = "-",
     output: OutputOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder, official .pt, or ORG/NAME[@REV] on the Hub.")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="Use this task's model when --model is not given (default: paraphrase).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help=_TASKS_HELP)] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for an official .pt (vocab.txt or tokenizer.json).")] = None,
-    heads: Annotated[int, typer.Option("--heads", min=1, help="Attention heads of an official .pt (not stored in it; bert-base has 12).")] = 12,
+    heads: Annotated[int, typer.Option("--heads", help="Attention heads of an official .pt (not stored in it; bert-base has 12).")] = 12,
     num_samples: NumSamplesOpt = 1,
     mbr: Annotated[bool, typer.Option("--mbr", help="Write one candidate per line, chosen by MBR over the -n candidates.")] = False,
     avoid_copy: Annotated[Optional[bool], typer.Option("--avoid-copy/--allow-copy", help="With --mbr: choose the best candidate that is not the source itself, when there is one (paraphrasing) (default: the model's, in its config.json \"decoding\").", show_default=False)] = None,
     keep_mood: Annotated[Optional[bool], typer.Option("--keep-mood/--any-mood", help="With --mbr: prefer candidates that keep the source's mood: a question's a question, a statement's a statement (default: the model's).", show_default=False)] = None,
     whole_words: Annotated[Optional[bool], typer.Option("--whole-words/--any-words", help="With --mbr: prefer the candidates with the fewest made-up words (words neither in the source nor whole in the model's vocabulary, e.g. \"goodologist\") (default: the model's).", show_default=False)] = None,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"Denoising steps, up to the model's T (default: {DEFAULT_DDIM_STEPS} with ddim, T with ddpm).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help=f"Denoising steps, up to the model's T (default: {DEFAULT_DDIM_STEPS} with ddim, T with ddpm).")] = None,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler(_DEFAULT.sampler),
     length: Annotated[Optional[Length], typer.Option("--length", help="predict: the target region is exactly the length the model's length head predicts; auto: sized from the model's length statistics, padded; full: always seq_len (the official layout) (default: predict for models with a length head, else auto).", show_default=False)] = None,
-    lengths: Annotated[Optional[int], typer.Option("--lengths", min=1, help="With --length predict: spread the -n candidates over this many most likely lengths (a length beam; MBR picks among all) (default: the model's).", show_default=False)] = None,
-    rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
+    lengths: Annotated[Optional[int], typer.Option("--lengths", help="With --length predict: spread the -n candidates over this many most likely lengths (a length beam; MBR picks among all) (default: the model's).", show_default=False)] = None,
+    rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to words by l2 (the nearest embedding), logits (the head's argmax), soft (the embeddings averaged under the head's probabilities) or none (default: the model's own).")] = None,
     strength: Annotated[float, typer.Option("--strength", help="1: start from pure noise (the paper). Below 1: start from the source, noised to this share of T, and denoise (outputs closer to the source).")] = _DEFAULT.strength,
     remask: Annotated[Optional[bool], typer.Option("--remask/--no-remask", help="At each step put the least confident words back in the absorbing state, in the share the model was trained with (mask-predict) (default: on for models trained with --absorbing).")] = None,
     remask_schedule: Annotated[RemaskSchedule, typer.Option("--remask-schedule", help="trained: re-mask the share the model was trained with at each step; linear: from all words at the start to none at the end (mask-predict).")] = RemaskSchedule(_DEFAULT.remask_schedule),
     remask_repeats: Annotated[Optional[bool], typer.Option("--remask-repeats/--no-remask-repeats", help="With re-masking: also re-mask every word equal to the word before it, so that no stutter is kept while steps remain (default: on for models trained with exact regions or DiffuSeq-v2's state).", show_default=False)] = None,
     dedup: Annotated[Optional[bool], typer.Option("--dedup/--no-dedup", help="Collapse runs of the same word in each output (\"so so big\" -> \"so big\"), the usual clean-up of non-autoregressive outputs (default: the model's; off for older models: the paper's decoding).", show_default=False)] = None,
     seed: SeedOpt = _DEFAULT.seed,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Candidates per model call (memory, not results: any size gives the same output).")] = _DEFAULT.batch_size,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Candidates per model call (memory, not results: any size gives the same output).")] = _DEFAULT.batch_size,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
     input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Default: bf16 on GPUs that support it, fp32 otherwise.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="With -o: keep the lines already written and continue after them.")] = False,
     quiet: QuietOpt = False,
+    show_help: HelpOpt = False,
 ):
     """Generate target text for each source line with a DiffuSeq model.
 

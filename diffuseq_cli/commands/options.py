@@ -8,7 +8,8 @@ import typer
 from ..config import PRECISIONS, ROUNDINGS
 
 # Library settings whose flag is not "--" + the field's name with dashes.
-_FLAGS = {"model_overrides": "--config", "eval_bleu_every": "--eval-every"}
+_FLAGS = {"model_overrides": "--config", "eval_bleu_every": "--eval-every", "num_heads": "--heads",
+          "per_line": "--num-samples"}
 
 
 def flag_name(field: str) -> str:
@@ -22,7 +23,7 @@ PrecisionOpt = Annotated[
     Optional[str], typer.Option("--precision", help="fp32, bf16 or fp16 (default: bf16 on GPUs that support it, fp32 on CPU).")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or summary (warnings and errors still show).")]
-NumSamplesOpt = Annotated[int, typer.Option("--num-samples", "-n", min=1, help="Candidates per source line.")]
+NumSamplesOpt = Annotated[int, typer.Option("--num-samples", "-n", help="Candidates per source line.")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (default: stdout).")]
 
 

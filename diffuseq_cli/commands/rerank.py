@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .help import HelpOpt
 from .options import InputFormat, MBRMetric, OutputFormat, OutputOpt
 
 
@@ -15,10 +16,10 @@ FilesArg = Annotated[
                    "or JSONL from generate. '-' reads stdin.", show_default=False, metavar="CANDIDATES"),
 ]
 PerLineOpt = Annotated[
-    Optional[int], typer.Option("--num-samples", "-n", min=1, help="K consecutive lines per source in one text file.")
+    Optional[int], typer.Option("--num-samples", "-n", help="K consecutive lines per source in one text file.")
 ]
 MetricOpt = Annotated[MBRMetric, typer.Option("--metric", "-m", help="Utility between candidates.")]
-NbestOpt = Annotated[int, typer.Option("--nbest", min=1, help="Print the N best candidates per source, best first.")]
+NbestOpt = Annotated[int, typer.Option("--nbest", help="Print the N best candidates per source, best first.")]
 FormatOpt = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="text (N lines per source) or jsonl (one object per source).")
 ]
@@ -35,6 +36,7 @@ def rerank(
     fmt: FormatOpt = OutputFormat.text,
     input_format: InputFormatOpt = InputFormat.auto,
     output: OutputOpt = None,
+    show_help: HelpOpt = False,
 ):
     """Pick, for each source, the candidate that agrees most with the others (minimum Bayes risk).
 
@@ -50,9 +52,10 @@ def rerank(
     """
     from ..errors import DataError
     from ..evaluation.rerank import read_candidate_sets, rerank as run
-    from ..textio import atomic_output
+    from ..textio import atomic_output, check_writable
 
     sets = read_candidate_sets(files, per_line=num_samples, input_format=input_format.value)
+    check_writable(output, inputs=files)
     results = run(sets, metric=metric.value, nbest=nbest)
     with atomic_output(output) as out:
         for number, result in enumerate(results, start=1):

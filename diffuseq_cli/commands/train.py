@@ -9,12 +9,14 @@ import typer
 
 from ..errors import UsageError
 from ..training.config import DEFAULT_LENGTH_LOSS, default, describe_default
+from .help import HelpOpt
 from .options import PrecisionOpt, QuietOpt, Rounding
 
 EPILOG = """Examples:
 
 \b
   diffuseq train data.jsonl                  # CPU, fast recipe, small model
+  diffuseq train data.jsonl --steps 200 --max-minutes 5  # a short trial run
   diffuseq train data.jsonl --valid valid.jsonl --out runs/qqp --steps 20000
   diffuseq train data.jsonl --gpus 4 --preset base -b 2048 --recipe paper
   diffuseq train data.jsonl --gpus 0,2       # two chosen GPUs
@@ -59,7 +61,7 @@ def _opt(*names: str, help: str, field: str | None = None):
 
 
 def train(
-    data: Annotated[str, typer.Argument(help="Training data: JSONL with 'src' and 'trg' per line.")],
+    data: Annotated[str, typer.Argument(help="Training data: JSONL with 'src' and 'trg' per line.", metavar="DATA")],
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, cache).")] = default("out"),
     valid: Annotated[Optional[str], _opt("--valid", help="Validation JSONL (validation loss, BLEU probe).")] = None,
     recipe: Annotated[Optional[str], _opt("--recipe", help="fast (ours, for modest hardware) or paper", field="recipe")] = None,
@@ -88,7 +90,7 @@ def train(
     regions: Annotated[Optional[str], _opt("--regions", help="Target regions in training: padded (the target then [PAD]s, the model ends it) or exact (the target alone; trains a length head for generate --length predict)", field="regions")] = None,
     length_loss: Annotated[Optional[float], _opt("--length-loss", help=f"Weight of the length head's loss with --regions exact (default: {DEFAULT_LENGTH_LOSS}).")] = None,
     init: Annotated[Optional[str], _opt("--init", help="Start from this model folder's weights and tokenizer (fine-tuning); its shape replaces --preset.")] = None,
-    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds: l2, logits, soft, none", field="rounding")] = None,
+    rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds each z_0 estimate to words: l2 (the nearest embedding, the paper's), logits (the head's argmax), soft (the embeddings averaged under the head's probabilities) or none", field="rounding")] = None,
     ema: Annotated[Optional[float], _opt("--ema", help="EMA rate", field="ema")] = None,
     precision: PrecisionOpt = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Random seed: the same seed gives the same run", field="seed")] = None,
@@ -103,6 +105,7 @@ def train(
     nproc: Annotated[Optional[int], _opt("--nproc", help="Processes on CPU (gloo backend), mainly for testing", field="nproc")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's latest checkpoint.")] = False,
     quiet: QuietOpt = False,
+    show_help: HelpOpt = False,
 ):
     """Train a DiffuSeq model on a JSONL file of {"src", "trg"} pairs; writes a run folder of model folders."""
     from ..training.config import resolve_config

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, at_least
 from ..textio import display_name, read_lines
 from . import mbr as mbr_lib
 from . import metrics
@@ -171,8 +171,7 @@ def load_inputs(
     reference (sample 1..K of reference 1, then of reference 2, ...), so it
     contributes K columns. Returns ``(columns, names, refs, sources)``.
     """
-    if per_line < 1:
-        raise UsageError(f"-n must be at least 1, got {per_line}")
+    at_least("per_line", per_line)
     refs = read_lines(refs_path)
     if not refs:
         raise DataError(f"{display_name(refs_path)} is empty: no lines to score")

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError, FieldError, UsageError
+from ..errors import DataError, UsageError, at_least
 from ..textio import count_lines, display_name, iter_lines
 from .mbr import MBROutput, get_utility, mbr_select
 
@@ -110,8 +110,7 @@ def read_candidate_sets(
         raise UsageError(f"unknown input format {input_format!r}; choose one of: {', '.join(INPUT_FORMATS)}")
     if not paths:
         raise UsageError("give at least one candidates file")
-    if per_line is not None and per_line < 1:
-        raise UsageError(f"-n must be at least 1, got {per_line}")
+    at_least("per_line", per_line)
     first = iter_lines(paths[0])
     head = next(first, None)
     lines = itertools.chain([] if head is None else [head], first)
@@ -158,8 +157,7 @@ def _check_counts(paths: Sequence, problem) -> None:
 def rerank(sets: Iterator[CandidateSet], *, metric: str = "bleu", nbest: int = 1) -> Iterator[RerankResult]:
     """Score each set with MBR under ``metric``, lazily; a set smaller than ``nbest`` is an error."""
     get_utility(metric)
-    if nbest < 1:
-        raise FieldError(f"{{nbest}} must be at least 1, got {nbest}")
+    at_least("nbest", nbest)
     for number, item in enumerate(sets, start=1):
         if len(item.candidates) < nbest:
             raise DataError(f"source {number} has {len(item.candidates)} candidates, fewer than --nbest {nbest}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, ROUNDINGS, SAMPLERS
-from ..errors import FieldError, literal
+from ..errors import FieldError, at_least, literal
 
 DEFAULT_DDIM_STEPS = 20  # a DDIM sample's steps unless told (`generate`, the API, the training probe)
 
@@ -51,26 +51,20 @@ class SamplingConfig:
     batch_size: int = 64  # candidates per model call: memory and speed, never the results
 
     def __post_init__(self):
-        if self.steps is not None and self.steps < 1:
-            raise FieldError(f"{{steps}} must be positive, got {self.steps}")
+        for name in ("steps", "lengths", "multiple", "batch_size"):
+            at_least(name, getattr(self, name))
         if self.sampler not in SAMPLERS:
             raise FieldError(f"{{sampler}} must be one of {', '.join(SAMPLERS)}, got {literal(repr(self.sampler))}")
         if self.eta < 0:
             raise FieldError(f"{{eta}} must be 0 or more, got {self.eta}")
         if self.length not in (None, *LENGTH_MODES):
             raise FieldError(f"{{length}} must be one of {', '.join(LENGTH_MODES)}, got {literal(repr(self.length))}")
-        if self.lengths is not None and self.lengths < 1:
-            raise FieldError(f"{{lengths}} must be positive, got {self.lengths}")
         if self.remask_schedule not in REMASK_SCHEDULES:
             raise FieldError(f"{{remask_schedule}} must be one of {', '.join(REMASK_SCHEDULES)}, got {literal(repr(self.remask_schedule))}")
         if not 0.0 < self.strength <= 1.0:
             raise FieldError(f"{{strength}} must be in (0, 1], got {self.strength}")
         if self.rounding not in (None, *ROUNDINGS):
             raise FieldError(f"{{rounding}} must be one of {', '.join(ROUNDINGS)}, got {literal(repr(self.rounding))}")
-        if self.multiple < 1:
-            raise FieldError("{multiple} must be positive")
-        if self.batch_size < 1:
-            raise FieldError(f"{{batch_size}} must be positive, got {self.batch_size}")
 
     # What a given model gets: the fields, with None resolved from the model's config.json.
 

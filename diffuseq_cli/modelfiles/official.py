@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig
-from ..errors import DiffuseqError, UsageError
+from ..errors import DiffuseqError, UsageError, at_least
 from .tokenizer import TextTokenizer
 
 _LAYER = re.compile(r"input_transformers\.layer\.(\d+)\.(.+)")
@@ -152,6 +152,7 @@ def load_official(checkpoint: str | Path, args_path: str | Path | None = None, t
     from .folder import LoadedModel
     from .tokenizer import load_tokenizer
 
+    at_least("num_heads", num_heads)
     checkpoint = Path(checkpoint)
     state = load_official_state(checkpoint)
     cfg, ours = convert_state(state, num_heads=num_heads)

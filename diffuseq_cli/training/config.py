@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ABSORBING_KINDS, POSITIONS, PRECISIONS, PRESETS, REGIONS, ROUNDINGS
-from ..errors import FieldError, UsageError, literal
+from ..errors import FieldError, UsageError, at_least, literal
 
 TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
 
@@ -103,10 +103,8 @@ class TrainConfig:
         if self.gpus and self.device == "cpu":
             raise FieldError("{gpus} and {device} cpu contradict each other")
         for name in ("steps", "batch_size", "nproc", "save_every", "log_every", "seq_len", "diffusion_steps", "vocab_size"):
-            if getattr(self, name) < 1:
-                raise FieldError(f"{{{name}}} must be positive")
-        if self.microbatch is not None and self.microbatch < 1:
-            raise FieldError("{microbatch} must be positive")
+            at_least(name, getattr(self, name))
+        at_least("microbatch", self.microbatch)
         if self.seq_len < 8:
             raise FieldError("{seq_len} must be at least 8 (5 positions go to the special tokens)")
         if not (math.isfinite(self.token_loss) and self.token_loss >= 0):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.layout import NUM_SPECIALS, pack, truncate_pair
 from ..errors import DataError
+from ..textio import decode_line
 
 
 def read_pairs(path: str | Path) -> Iterator[tuple[str, str, int]]:
@@ -32,10 +33,7 @@ def read_pairs(path: str | Path) -> Iterator[tuple[str, str, int]]:
         raise DataError("file not found", path) from None
     with fh:
         for n, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
-            except UnicodeDecodeError as exc:
-                raise DataError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", path, n) from None
+            line = decode_line(raw, n, str(path)).strip()
             if not line:
                 continue
             try:
