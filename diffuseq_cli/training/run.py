@@ -37,8 +37,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     """
     if distributed.launched_by_torchrun():
         return _torchrun_worker(cfg, progress, resume)
-    run = Path(cfg.out)
-    new_folder = not run.exists()
+    run = Path(cfg.out).absolute()
+    created = _outermost_missing(run)
     try:
         cfg, tokenizer = prepare_run(cfg, resume)
         if cfg.world_size > 1:
@@ -46,9 +46,32 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
             return distributed.spawn(_worker, cfg.world_size, (cfg, tokenizer.to_str(), progress, resume))
         return _worker(0, cfg, tokenizer.to_str(), progress, resume)
     except BaseException:
-        if new_folder and run.is_dir() and latest_checkpoint(run) is None:
-            shutil.rmtree(run, ignore_errors=True)  # a run that never saved leaves no empty folder behind
+        if created is not None and run.is_dir() and latest_checkpoint(run) is None:
+            _remove_created(run, created)  # a run that never saved leaves no empty folder behind
         raise
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``runs`` for a new ``runs/qqp``)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_created(run: Path, created: Path) -> None:
+    """Remove the run folder, then the folders above it up to ``created`` that this run made and
+    that are still empty (another run may have put something there meanwhile)."""
+    shutil.rmtree(run, ignore_errors=True)
+    for folder in run.parents:
+        if folder == created.parent:
+            break
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else lives there
+            break
 
 
 def _check_picklable(progress) -> None:
@@ -74,6 +97,7 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
         check_readable(Path(cfg.init) / "config.json", "--init (a model folder)")
     if run.exists() and not run.is_dir():
         raise FieldError(f"{{out}} {literal(run)}: exists and is not a folder; choose another {{out}}")
+    _device_kind(cfg)  # options this machine cannot run fail before anything is written
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -89,7 +113,6 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
         saved = read_run_config(run)
         if saved is not None:
             check_resumable(saved, cfg)
-    _device_kind(cfg)
     tokenizer = _prepare_tokenizer(cfg, run, resuming=latest is not None)
     model_config = build_model_config(cfg, tokenizer.vocab_size)
     data = load_or_tokenize(cfg.data, tokenizer, cfg.seq_len, run / "cache")
