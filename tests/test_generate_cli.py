@@ -146,16 +146,24 @@ def test_an_over_long_line_is_truncated_with_a_warning_count(run, model, tmp_pat
     assert [json.loads(line)["truncated"] for line in out.splitlines()] == [False, True, True]
 
 
-def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, model, tmp_path):
+def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, model, tmp_path, monkeypatch):
+    """From a file, a bad line anywhere fails before any work and touches no output; from a stream,
+    every line before it is finished and kept, and --resume continues after them."""
+    import io
+
     good = [f"question number {i}?" for i in range(40)]
     path = tmp_path / "bad.txt"
-    path.write_bytes(("\n".join(good) + "\n").encode() + b"second \xff\xfe line\nthird\n")
+    data = ("\n".join(good) + "\n").encode() + b"second \xff\xfe line\nthird\n"
+    path.write_bytes(data)
     out_file = tmp_path / "out.txt"
     code, out, err = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4)
-    assert code == 1
-    assert "bad.txt:41" in err and "UTF-8" in err and "Traceback" not in err
+    assert code == 1 and "bad.txt:41" in err and "UTF-8" in err and "Traceback" not in err
+    assert not out_file.exists() and "finished lines" not in err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = gen(run, model, "-i", "-", "-o", out_file, "--batch-size", 4)
+    assert code == 1 and "<stdin>:41" in err and "UTF-8" in err
     kept = out_file.read_text().splitlines()
-    assert 0 < len(kept) <= 40 and f"{len(kept)} finished lines are in {out_file}" in err and "--resume" in err
+    assert len(kept) == 40 and f"40 finished lines are in {out_file}" in err and "--resume" in err
     # fixed input, --resume: the same file as one clean run
     path.write_text("\n".join(good + ["second line", "third"]) + "\n")
     code, _, _ = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4, "--resume")

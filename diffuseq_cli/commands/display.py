@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 
 
 @functools.cache
@@ -50,19 +51,37 @@ class Bar:
     ``redirect``: print what others write to stdout/stderr above the bar (a long display, like
     training's, whose workers may print), instead of leaving it to the terminal.
     ``fields`` are the task's initial values (``total``, ``completed``, ``description`` and any
-    custom fields its columns read). ``print`` writes a line above the bar (or plainly without one).
+    custom fields its columns read). ``print`` writes a line above the bar (or plainly without one);
+    ``write_above`` writes a command's output to stdout, above the bar when both share a terminal.
+    The bar is redrawn ten times a second by a thread of its own, under a lock that output shares,
+    so that no redraw lands between erasing the bar and writing a line.
     """
+
+    REFRESH_SECONDS = 0.1
 
     def __init__(self, columns, *, enabled: bool, transient: bool = True, redirect: bool = False, **fields):
         self.progress = self.task = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         if not enabled:
             return
         from rich.progress import Progress
 
-        self.progress = Progress(*columns, console=console(), transient=transient,
+        self.progress = Progress(*columns, console=console(), transient=transient, auto_refresh=False,
                                  redirect_stdout=redirect, redirect_stderr=redirect)
         self.task = self.progress.add_task(fields.pop("description", ""), **fields)
         self.progress.start()
+        self.refresh()
+        threading.Thread(target=self._redraw, daemon=True, name="diffuseq-bar").start()
+
+    def _redraw(self) -> None:
+        while not self._stop.wait(self.REFRESH_SECONDS):
+            self.refresh()
+
+    def refresh(self) -> None:
+        with self._lock:
+            if self.progress is not None:
+                self.progress.refresh()
 
     def update(self, **fields) -> None:
         if self.progress is not None:
@@ -71,16 +90,46 @@ class Bar:
     def print(self, text: str) -> None:
         console().print(text, soft_wrap=True)  # above a live bar: rich keeps the bar at the bottom
 
+    def write_above(self, stream, text: str) -> None:
+        """Write ``text`` (whole lines) to ``stream`` and flush it. When the bar is live and the stream
+        is a terminal too, the bar (one line, the cursor at its end) is erased first and redrawn
+        below the new lines: the output scrolls up, the bar stays at the bottom."""
+        with self._lock:
+            erase = self.progress is not None and stream.isatty()
+            if erase:
+                console().file.write("\r\x1b[2K")
+                console().file.flush()
+            stream.write(text)
+            stream.flush()
+            if erase:
+                self.progress.refresh()
+
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self._stop.set()
+        with self._lock:
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+        return False
+
+
+def reader_gone(stream=None) -> bool:
+    """Whether ``stream`` (stdout) is a pipe whose reader has left (``| head -1`` is done), without
+    writing to it: the pipe then reports an error condition to ``poll``."""
+    import select
+
+    stream = stream or sys.stdout
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a file descriptor, or poll unavailable
         return False
 
 

@@ -3,25 +3,27 @@
 Everything that computes lives in the library (`generation/`); this module only connects
 files and terminals to it.
 
-Output files: written as results come, flushed per line, so that an interrupted job
-(Ctrl-C, a killed process, a bad input line late in the file) leaves the lines finished so
-far for `--resume`, and says how many there are. Bad options and unreadable inputs fail before
-the output file is touched; an output file that is the input itself is refused.
+What fails, fails before the model loads, where it can: options, an input that is missing,
+an input file with a bad line anywhere (a regular file is read through once first, so no work
+is done in vain), an output that cannot be written or is the input itself, and a `--resume`
+whose options do not match the file. Output files come into being with their first finished
+line (`generation/output.py`) and are flushed per line, so that an interrupted job (Ctrl-C, a
+killed process, a full disk) leaves the lines finished so far for `--resume`, and says how many.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from ..errors import DiffuseqError, UsageError
-from ..textio import check_readable, count_lines
-from .display import Bar, Spinner, on_terminal, silence_stdout
+from ..errors import DiffuseqError
+from ..textio import check_readable, check_writable
+from .display import Bar, Spinner, on_terminal, reader_gone, silence_stdout
 
 
 def load_model(model: str | None, task: str | None, tokenizer: str | None, quiet: bool, device: str = "cpu", heads: int = 12):
@@ -39,11 +41,32 @@ def _sources(input: str, input_format: str):
     return read_sources(iter_lines(input), input_format, "<stdin>" if input == "-" else input)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either is missing
-        return False
+def _check_input(input: str, input_format: str) -> int | None:
+    """Read a regular input file through once: a bad line anywhere is an error now, before the model
+    loads. Returns its number of sources (None for stdin, a pipe or a device, read only once)."""
+    if input == "-" or not Path(input).is_file():
+        return None
+    return sum(1 for _ in _sources(input, input_format))
+
+
+@dataclass
+class _Tally:
+    """What the summary line reports."""
+
+    lines: int = 0
+    blank: int = 0  # passed through as blank lines, not sampled
+    candidates: int = 0
+    truncated: int = 0
+
+    def add(self, result) -> None:
+        self.lines += 1
+        self.blank += result.blank
+        self.candidates += 0 if result.blank else len(result.candidates)
+        self.truncated += result.truncated
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_samples, mbr, mbr_metric, choice,
@@ -52,16 +75,26 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
 
     ``choice``: the MBR choice's preferences (``avoid_copy``, ``keep_mood``, ``whole_words``; None: the model's).
     """
-    from ..generation.lines import format_result, lines_done
+    from ..generation.lines import format_result
+    from ..generation.output import OutputShape, ResultFile
+
+    if input != "-":
+        check_readable(input)
+    check_writable(output, inputs=[input])
+    results = None  # all of this before torch loads, so that an error comes at once
+    if output and output != "-":
+        results = ResultFile(Path(output), OutputShape(fmt, num_samples, mbr), resume)
+        if results.note:
+            print(results.note, file=sys.stderr)
+    skip = results.kept if results else 0
+    total = _check_input(input, input_format)
     from ..generation.stream import GenerateOptions, generate_stream
     from ..precision import resolve_device, resolve_precision
 
-    if input != "-":  # fail before loading the model, and before touching -o
-        check_readable(input)
-        if output and output != "-" and _same_file(Path(output), Path(input)):
-            raise UsageError(f"{Path(output)} is the input file; writing to it would destroy it (choose another -o)")
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
+    opts = GenerateOptions(num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric, **choice,
+                           sampling=sampling, device=device, precision=precision)
     with Spinner("loading the model", quiet):
         loaded = load_model(model, task, tokenizer, quiet, device, heads)
     sampling.check(loaded.config)
@@ -69,80 +102,92 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
     steps = len(sampling.visited_steps(T))  # fewer than asked when --strength starts below T-1
     if sampling.sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
-    opts = GenerateOptions(num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric, **choice,
-                           sampling=sampling, device=device, precision=precision)
-    skip, keep_bytes = 0, 0
-    out_path = Path(output) if output and output != "-" else None
-    if out_path is not None:
-        if resume:
-            skip, keep_bytes = lines_done(out_path, fmt, num_samples, mbr)
-            if out_path.exists():
-                os.truncate(out_path, keep_bytes)
-        try:
-            sink = open(out_path, "a" if resume else "w", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise DiffuseqError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
-    else:
-        sink = sys.stdout
     sources = _sources(input, input_format)
     if skip:
         sources = itertools.islice(sources, skip, None)
-    lines = candidates = truncated = 0
+    tally = _Tally()
     start = time.perf_counter()
-    # A bar only where it does not fight the output for the terminal.
-    progress = _progress_bar(input, skip, not on_terminal(quiet) or (sink is sys.stdout and sys.stdout.isatty()))
-    shown = time.perf_counter()
+    progress = _progress_bar(total, skip, enabled=on_terminal(quiet))
+    calls = 0  # model calls so far: the work the ETA counts (bench/eta_generate.py says why)
+
+    def on_batch(candidates: int, calls_left: int | None) -> None:
+        nonlocal calls
+        calls += 1
+        progress.update(eta=eta_text(calls, calls_left, time.perf_counter() - start))
+
+    def write(text: str) -> None:
+        if results is not None:
+            results.write(text)
+            return
+        try:
+            progress.write_above(sys.stdout, text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a full disk, a device that takes no writes
+            silence_stdout()  # so that the exit does not fail again on the buffered rest
+            raise DiffuseqError(f"<stdout>: cannot write ({exc.strerror or exc})") from None
+
     try:
-        for result in generate_stream(loaded, sources, opts, start_line=skip):
-            try:
-                sink.write(format_result(result, fmt, num_samples, mbr))
-                sink.flush()
-            except BrokenPipeError:
-                raise
-            except OSError as exc:  # a full disk, a file that takes no writes
-                raise DiffuseqError(f"{output}: cannot write ({exc.strerror or exc})") from None
-            lines += 1
-            candidates += len(result.candidates)
-            truncated += result.truncated
-            rate = lines / max(time.perf_counter() - shown, 1e-9)
-            progress.update(advance=1, rate=f"{rate:.2f} lines/s", description="generating")
+        for result in generate_stream(loaded, sources, opts, start_line=skip, on_batch=on_batch):
+            write(format_result(result, fmt, num_samples, mbr))
+            tally.add(result)
+            rate = tally.lines / max(time.perf_counter() - start, 1e-9)
+            progress.update(advance=1, description="generating", rate=f"{rate:.2f} lines/s")
+        if results is not None:
+            results.finish()
     except BrokenPipeError:  # the reader went away (`| head -1`): stop quietly
         silence_stdout()
         raise typer.Exit(0)
     except DiffuseqError as exc:
-        if out_path is not None and lines + skip:  # keep every finished line: --resume continues after the fix
-            exc.note = (f"{skip + lines} finished lines are in {out_path}; fix the problem and add --resume to "
-                        "continue after them")
+        if results is not None and tally.lines + skip:  # every finished line is kept: --resume continues after them
+            exc.note = (f"{skip + tally.lines} finished lines are in {results.path}; fix the problem and add --resume "
+                        "to continue after them")
         raise
     except KeyboardInterrupt:
-        if out_path is not None and not quiet:
-            print(f"interrupted: {skip + lines} lines are in {out_path}; add --resume to continue", file=sys.stderr)
+        if results is not None and not quiet:
+            print(f"interrupted: {skip + tally.lines} finished lines are in {results.path}; add --resume to continue",
+                  file=sys.stderr)
         raise
     finally:
         progress.close()
-        if sink is not sys.stdout:
-            try:
-                sink.close()
-            except OSError:
-                pass  # already reported by the write that failed
+        if results is not None:
+            results.close()
+    if results is None and reader_gone():  # `| head -1` took what it wanted after the last line: end quietly
+        silence_stdout()
+        return
     seconds = time.perf_counter() - start
-    if truncated:
-        print(f"warning: {truncated} source line(s) longer than the model's sequence were truncated", file=sys.stderr)
+    if tally.truncated:
+        print(f"warning: {tally.truncated} source line(s) longer than the model's sequence were truncated", file=sys.stderr)
     if not quiet:
-        rate = lines / seconds if seconds > 0 else 0.0
-        print(
-            f"generated {lines} lines, {candidates} candidates, {steps} {sampling.sampler} steps, "
-            f"{seconds:.1f} s, {rate:.2f} lines/s",
-            file=sys.stderr,
-        )
+        blank = f" ({tally.blank} blank, passed through as blank lines)" if tally.blank else ""
+        rate = tally.lines / seconds if seconds > 0 else 0.0
+        print(f"generated {_count(tally.lines, 'line')}{blank}, {_count(tally.candidates, 'candidate')}, "
+              f"{steps} {sampling.sampler} steps, {seconds:.1f} s, {rate:.2f} lines/s", file=sys.stderr)
 
 
-def _progress_bar(input: str, done: int, quiet: bool):
-    """A bar (lines/s, ETA) on a terminal's stderr; until the first line is out it says the first
-    batch is filling and running."""
-    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeRemainingColumn
+# The ETA counts model calls: lines come out in input order, most of them in bursts late in the
+# job, and a call costs about the same on a CPU whether it holds 1 line or 16 (the batches of
+# rarer lengths, run last, are small). bench/eta_generate.py measured each way of counting
+# (docs/data/eta-generate-*.json). The number of calls left is known once the input is read;
+# the ETA appears once this share of the calls is done, before which the first calls (with the
+# warm-up) say little.
+ETA_AFTER = 0.2
+
+
+def eta_text(done: int, left: int | None, elapsed: float) -> str:
+    """``ETA m:ss`` from the average time per call so far, once ``left`` is known and ETA_AFTER of
+    the calls are done; else ""."""
+    if left is None or done < 1 or done < ETA_AFTER * (done + left):
+        return ""
+    seconds = round(elapsed / done * left)
+    return f"ETA {seconds // 60}:{seconds % 60:02d}"
+
+
+def _progress_bar(total: int | None, done: int, enabled: bool) -> Bar:
+    """A status line on a terminal's stderr (spinner, count, lines/s, ETA), below the output when
+    that goes to the same terminal; until the first line is out it says the first batch is running."""
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    total = None if quiet else count_lines(input)  # reads the file once more: only for a bar
-    return Bar(columns, enabled=not quiet, description="first batch", total=total, completed=done, rate="")
+               TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"))
+    return Bar(columns, enabled=enabled, description="first batch", total=total, completed=done, rate="", eta="")

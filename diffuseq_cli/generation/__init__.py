@@ -1,4 +1,4 @@
-"""Sampling texts with a loaded model, in four files that each hold one job:
+"""Sampling texts with a loaded model, in the files that each hold one job:
 
 * ``config``: :class:`SamplingConfig`, every sampling default and check (no torch: the CLI's
   ``--help`` reads it);
@@ -6,7 +6,8 @@
 * ``batches``: sampling prepared lines in equal-length batches and decoding them, and
   :func:`generate_texts`, the non-streaming entry the API and the training probe use;
 * ``stream``: ``generate``'s streaming scheduler (:func:`generate_stream`), input order kept;
-* ``lines``: the input and output line formats and ``--resume``'s count of finished lines.
+* ``lines``: the input and output line formats and ``--resume``'s count of finished lines;
+* ``output``: the ``-o`` file, opened with its first finished line, and the record of its options.
 
 Names are re-exported here on first use, so importing the package stays cheap.
 """

@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..errors import DataError
-from .stream import LineResult
+
+if TYPE_CHECKING:  # this module loads no torch: generate checks its input with it before the model loads
+    from .stream import LineResult
 
 
 def read_sources(lines, input_format: str, name: str) -> Iterator[str]:
@@ -70,7 +72,7 @@ def lines_done(path: Path, fmt: str, num_samples: int, mbr: bool) -> tuple[int, 
 
     A last line without its newline (cut off by the interruption) does not count, nor does
     an incomplete group of ``num_samples`` lines. JSONL records are checked against the
-    options: a file written with another -n, or not by generate, is an error.
+    options: a file written with another -n or --mbr, or not by generate, is an error.
     """
     per_source = 1 if fmt == "jsonl" or mbr or num_samples == 1 else num_samples
     if not path.exists():
@@ -87,15 +89,20 @@ def lines_done(path: Path, fmt: str, num_samples: int, mbr: bool) -> tuple[int, 
                 complete_bytes = offset
                 last = raw
     if fmt == "jsonl" and count:
-        _check_jsonl_record(path, last, count, num_samples)
+        _check_jsonl_record(path, last, count, num_samples, mbr)
     return count // per_source, complete_bytes
 
 
-def _check_jsonl_record(path: Path, raw: bytes, count: int, num_samples: int) -> None:
+def _check_jsonl_record(path: Path, raw: bytes, count: int, num_samples: int, mbr: bool) -> None:
+    """The last complete record was written with these -n and --mbr (a record with "mbr_choice"
+    came from --mbr)."""
     try:
         obj = json.loads(raw)
-        ok = isinstance(obj, dict) and len(obj.get("candidates", ())) == num_samples
+        ok = (isinstance(obj, dict) and len(obj.get("candidates", ())) == num_samples
+              and ("mbr_choice" in obj) == (mbr and num_samples > 1))
     except (UnicodeDecodeError, json.JSONDecodeError):
         ok = False
     if not ok:
-        raise DataError(f"cannot resume: not JSONL from `generate -n {num_samples}`", path, count)
+        asked = f"generate -n {num_samples}{' --mbr' if mbr else ''} -f jsonl"
+        raise DataError(f"cannot resume: not JSONL from `{asked}`; use the options it was written with, "
+                        "or another -o", path, count)

@@ -12,7 +12,9 @@ while the input is still arriving:
   finished behind it can be written out.
 
 Results come out in input order; which lines share a batch never changes them
-(``generation`` explains why).
+(``generation`` explains why). When the input ends or stalls, the waiting buckets run oldest line
+first, and lines go out as they finish. A line that cannot be read (bad bytes, bad JSON) ends
+the stream with its error, after every line before it is finished and out.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 from ..config import PRECISIONS
 from ..core.diffusion import Diffusion
-from ..errors import FieldError, literal
+from ..errors import FieldError, at_least, literal
 from ..evaluation.choice import Preferences, choose
 from ..evaluation.mbr import MBROutput, get_utility, mbr_select
 from ..modelfiles.folder import LoadedModel
@@ -53,8 +55,7 @@ class GenerateOptions:
     max_pending: int = 0  # unfinished lines held at most (0: 4 batches' worth, at least 8)
 
     def __post_init__(self):
-        if self.num_samples < 1:
-            raise FieldError("{num_samples} must be positive")
+        at_least("num_samples", self.num_samples)
         if self.precision not in PRECISIONS:
             raise FieldError(f"{{precision}} must be fp32, bf16 or fp16, got {literal(repr(self.precision))}")
         if self.mbr:
@@ -82,6 +83,11 @@ class LineResult:
     @property
     def best(self) -> str:
         return self.candidates[self.mbr.index if self.mbr else 0]
+
+    @property
+    def blank(self) -> bool:
+        """An empty (or whitespace-only) source: passed through as empty candidates, not sampled."""
+        return not self.source.strip()
 
 
 _END = object()
@@ -122,13 +128,15 @@ def generate_stream(
     lines: Iterable[str],
     opts: GenerateOptions,
     start_line: int = 0,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int, int | None], None] | None = None,
 ) -> Iterator[LineResult]:
     """Yield one LineResult per input line, in input order; lines are numbered from ``start_line``.
 
     An empty (or whitespace-only) line is not sampled: its candidates are empty strings.
-    ``on_batch(candidates)`` is called after each model call. Device: ``opts.device``, or where the
-    model is; the model must already be there.
+    ``on_batch(candidates, batches_left)`` is called after each model call with the candidates it
+    sampled and, once the whole input is read, the model calls still to come (None before): what
+    an ETA can count, since on a CPU a call costs about the same whether it holds 1 line or 16.
+    Device: ``opts.device``, or where the model is; the model must already be there.
     """
     opts.sampling.check(loaded.config)
     device = torch.device(opts.device) if opts.device else model_device(loaded)
@@ -144,6 +152,7 @@ def generate_stream(
     jobs: dict[int, Job] = {}
     done: dict[int, list[str | None]] = {}
     next_line = next_emit = start_line
+    input_read = False  # the whole input is in: the buckets hold all the work left
 
     def run(length: int) -> None:
         work, rest = buckets[length][:batch], buckets[length][batch:]
@@ -156,12 +165,14 @@ def generate_stream(
             done[job.line][k] = text
             arrived.pop(job.line, None)
         if on_batch:
-            on_batch(len(work))
+            on_batch(len(work), sum(-(-len(b) // batch) for b in buckets.values()) if input_read else None)
 
-    def run_all() -> None:
-        for length in sorted(buckets, key=lambda L: -len(buckets[L])):
-            while length in buckets:
-                run(length)
+    def run_all() -> Iterator[LineResult]:
+        """Every waiting candidate, the bucket of the oldest line first, each line out as soon as
+        it and those before it are done (so the first lines, and `| head`, need not wait for all)."""
+        while buckets:
+            run(min(buckets, key=lambda L: buckets[L][0][0].line))
+            yield from ready()
 
     def deadline() -> float:
         return min(arrived[b[0][0].line] for b in buckets.values()) + opts.flush_seconds
@@ -195,14 +206,14 @@ def generate_stream(
                         raise queue.Empty
                     item = reader.queue.get(timeout=wait)
                 except queue.Empty:
-                    run_all()
-                    yield from ready()
+                    yield from run_all()
                     continue
             if item is _END:
-                run_all()
-                yield from ready()
+                input_read = True
+                yield from run_all()
                 return
-            if isinstance(item, BaseException):
+            if isinstance(item, BaseException):  # a bad line: first finish every line before it
+                yield from run_all()
                 raise item
             line, next_line = next_line, next_line + 1
             sources[line] = item
