@@ -144,7 +144,7 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
                         "to continue after them")
         raise
     except KeyboardInterrupt:
-        if results is not None and not quiet:
+        if results is not None and tally.lines + skip and not quiet:  # before the first line, -o was not touched
             print(f"interrupted: {skip + tally.lines} finished lines are in {results.path}; add --resume to continue",
                   file=sys.stderr)
         raise
