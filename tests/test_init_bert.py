@@ -320,3 +320,9 @@ def test_init_hub_ids(spec, repo, revision, monkeypatch, tmp_path):
     with pytest.raises(UsageError, match="not a model folder"):
         hub.resolve_init(spec.partition("@")[0])
     assert len(asked) == 1
+
+
+def test_unreadable_tokenizer_config_is_a_clear_error(data, tmp_path, capsys):
+    folder = _bert_copy(tmp_path, lambda f: (f / "tokenizer_config.json").write_text("{not json"))
+    code, _, err = cli(capsys, *train_args(data, tmp_path / "run", folder, "--steps", "1"))
+    assert code == 2 and "tokenizer_config.json: cannot read it as JSON" in err and "Traceback" not in err, err

@@ -54,7 +54,7 @@ class BertFolder:
 def read_bert(folder: str | Path) -> BertFolder:
     """Read a BERT folder: ``config.json`` checked, the weights loaded and checked against it, the tokenizer found."""
     folder = Path(folder)
-    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    data = _read_json(folder / "config.json")
     kind = data.get("model_type")
     if kind != "bert":
         raise UsageError(f"config.json is a {kind!r} model, not BERT (model_type 'bert')")
@@ -71,7 +71,7 @@ def read_bert(folder: str | Path) -> BertFolder:
         raise UsageError(f"no tokenizer: expected {' or '.join(TOKENIZER_FILES)}")
     lowercase = True
     if (folder / "tokenizer_config.json").is_file():
-        lowercase = bool(json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("do_lower_case", True))
+        lowercase = bool(_read_json(folder / "tokenizer_config.json").get("do_lower_case", True))
     try:
         hidden = int(data["hidden_size"])
         config = ModelConfig(
@@ -85,6 +85,16 @@ def read_bert(folder: str | Path) -> BertFolder:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"config.json: {exc}") from None
     return BertFolder(folder, config, weights, _copied_tensors(weights, config), tokenizer, lowercase)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path.name}: cannot read it as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path.name} is not a JSON object")
+    return data
 
 
 def bert_tokenizer(bert: BertFolder) -> TextTokenizer:
