@@ -64,7 +64,8 @@ def load_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _rename(key: str) -> str | None:
+def our_name(key: str) -> str | None:
+    """Our parameter name for an official key; None for the tied table and buffers (handled by the caller)."""
     if key == "position_ids":
         return None
     if key == "lm_head.weight" or key == "word_embedding.weight":
@@ -113,7 +114,7 @@ def convert_state(state: dict[str, torch.Tensor], num_heads: int = 12, seq_len: 
         raise DiffuseqError("unexpected timestep MLP width in official checkpoint")
     ours = {"word_embedding.weight": emb}
     for k, v in state.items():
-        new = _rename(k)
+        new = our_name(k)
         if new is not None:
             ours[new] = v.float()
     return cfg, ours
