@@ -89,7 +89,7 @@ def test_dedup_collapses_every_candidate_before_mbr_chooses(tiny):
     dedup = list(generate_stream(tiny, SOURCES, GenerateOptions(
         num_samples=4, mbr=True, sampling=dataclasses.replace(sampling, dedup=True))))
     assert any(repeats_word(c) for r in raw for c in r.candidates)  # the premise: this model stutters
-    for plain, collapsed in zip(raw, dedup):
+    for plain, collapsed in zip(raw, dedup, strict=True):
         assert collapsed.candidates == [collapse_repeats(c) for c in plain.candidates]  # same samples, collapsed
         assert not any(repeats_word(c) for c in collapsed.candidates)
         assert collapsed.mbr.index == mbr_select(collapsed.candidates).index  # chosen among the collapsed texts
