@@ -137,6 +137,25 @@ def test_unknown_hub_repo(hub):
         resolve_model("org/missing", quiet=True)
 
 
+def test_cached_model_is_used_when_the_server_is_unreachable(hub):
+    """Not offline mode: the network is simply gone (connection refused), and the cache serves."""
+    latest = resolve_model("org/tiny", quiet=True)
+    pinned = resolve_model("org/tiny@v1", quiet=True)
+    hub.stop()
+    assert not constants.HF_HUB_OFFLINE and "HF_HUB_OFFLINE" not in os.environ
+    assert resolve_model("org/tiny", quiet=True) == latest
+    assert resolve_model("org/tiny@v1", quiet=True) == pinned
+    assert (latest.path / "model.safetensors").read_bytes() == REPOS["org/tiny"]["commits"][COMMIT_NEW]["model.safetensors"]
+
+
+def test_a_cache_without_symlinks_is_refused(hub, monkeypatch):
+    """HF_HUB_DISABLE_SYMLINKS copies files into the snapshot: nothing links them to a checksum, so no check is possible."""
+    monkeypatch.setenv("HF_HUB_DISABLE_SYMLINKS", "1")
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_SYMLINKS", True)
+    with pytest.raises(DiffuseqError, match="must use symlinks.*unset HF_HUB_DISABLE_SYMLINKS"):
+        resolve_model("org/tiny", quiet=True)
+
+
 def test_environment_variables_are_honoured(tmp_path):
     """Fresh interpreters that see only the environment: download, then offline from the cache."""
     server = FakeHub(REPOS)

@@ -19,6 +19,7 @@ import torch
 
 from ..config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig
 from ..errors import DiffuseqError, UsageError
+from .pt_files import load_tensors
 from .tokenizer import TextTokenizer
 
 _LAYER = re.compile(r"input_transformers\.layer\.(\d+)\.(.+)")
@@ -47,18 +48,9 @@ _TOP_KEYS = {
 def load_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official ``.pt`` state dict safely (``weights_only=True``: no arbitrary unpickling)."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load_tensors(path, "not an official DiffuSeq checkpoint")
     except (FileNotFoundError, IsADirectoryError):
         raise UsageError(f"checkpoint not found: {path} (expected an official .pt file)") from None
-    except Exception as exc:  # torch's own text advises unsafe loading: never repeat it for a downloaded file
-        text = str(exc)
-        if "Unsupported global" in text:
-            kind = "holds objects other than tensors, which are never unpickled"
-        elif "weights_only" in text:
-            kind = "cannot be read as a file of tensors"
-        else:
-            kind = f"cannot be read as a PyTorch file ({(text.strip().splitlines() or [type(exc).__name__])[0][:120]})"
-        raise DiffuseqError(f"{path}: not an official DiffuSeq checkpoint: it {kind}") from None
     if not isinstance(state, dict) or "lm_head.weight" not in state:
         raise DiffuseqError(f"{path}: not an official DiffuSeq checkpoint (no lm_head.weight)")
     return state
