@@ -128,6 +128,7 @@ def cuda_tests_stage(on_cuda: bool, timeout: float = 240.0) -> dict:
     """``pytest -m cuda``; on a GPU every CUDA test must have run and passed (a skip is a failure there)."""
     import tempfile
 
+    _place_shared_valid()
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "cuda.xml"
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
@@ -140,6 +141,15 @@ def cuda_tests_stage(on_cuda: bool, timeout: float = 240.0) -> dict:
     if problem:
         raise RuntimeError(f"pytest -m cuda: {problem}:\n" + "\n".join(tail))
     return {"returncode": r.returncode, "summary": tail[-1] if tail else "", **(counts or {})}
+
+
+def _place_shared_valid() -> None:
+    """The CUDA tests read QQP valid from ../shared, which the GPU machine lacks: put the staged copy there."""
+    target = SHARED / "data" / "QQP" / "valid.jsonl"
+    staged = STAGED / "QQP" / "valid.jsonl"
+    if not target.exists() and staged.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(staged, target)
 
 
 def _junit_counts(path: Path) -> dict | None:
