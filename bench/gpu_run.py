@@ -17,10 +17,12 @@ the stages before):
    the folder's decoding defaults, on QQP valid and MRPC valid: BLEU, iBLEU, copies, repeats and
    the share of statements turned into questions, as ``diffuseq evaluate`` scores them.
 4. ``cuda_tests``: ``pytest -m cuda`` (batch-invariant sampling, bf16 against fp32, ``--gpus 1``
-   with resume, a GPU-trained model on CPU); they skip where there is no CUDA.
+   with resume, a GPU-trained model on CPU); they skip where there is no CUDA, and on CUDA the
+   stage fails unless every one of them ran and passed.
 5. ``throughput``: generation lines/s (20 steps, ``-n 10 --mbr``) at the small and base presets
    with random weights, and training tokens/s and model FLOPs utilisation (bf16 on a GPU), with
-   and without ``torch.compile``.
+   and without ``torch.compile`` (the timed batches are first run untimed, so that no compile
+   for a new batch length lands in the timing).
 
 ``--budget`` skips stages 4 and 5 when too little time is left. The GPU machine returns at most
 8 files of 16 MB. Runs from the source tree (``python bench/gpu_run.py``) with torch, typer, rich,
@@ -122,13 +124,54 @@ def env_stage(device: str) -> dict:
 
 
 # --- 2. the tests that need CUDA -----------------------------------------------------------------
-def cuda_tests_stage(timeout: float = 240.0) -> dict:
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"],
-                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=timeout)
+def cuda_tests_stage(on_cuda: bool, timeout: float = 240.0) -> dict:
+    """``pytest -m cuda``; on a GPU every CUDA test must have run and passed (a skip is a failure there)."""
+    import tempfile
+
+    _place_shared_valid()
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "cuda.xml"
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
+                            f"--junitxml={junit}", "tests/test_cuda.py"],
+                           cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           timeout=timeout)
+        counts = _junit_counts(junit)
     tail = (r.stdout + r.stderr).strip().splitlines()[-15:]
-    if r.returncode not in (0, 5):  # 5: nothing collected/run
-        raise RuntimeError("pytest -m cuda failed:\n" + "\n".join(tail))
-    return {"returncode": r.returncode, "summary": tail[-1] if tail else ""}
+    problem = cuda_tests_problem(r.returncode, counts, on_cuda)
+    if problem:
+        raise RuntimeError(f"pytest -m cuda: {problem}:\n" + "\n".join(tail))
+    return {"returncode": r.returncode, "summary": tail[-1] if tail else "", **(counts or {})}
+
+
+def _place_shared_valid() -> None:
+    """The CUDA tests read QQP valid from ../shared, which the GPU machine lacks: put the staged copy there."""
+    target = SHARED / "data" / "QQP" / "valid.jsonl"
+    staged = STAGED / "QQP" / "valid.jsonl"
+    if not target.exists() and staged.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(staged, target)
+
+
+def _junit_counts(path: Path) -> dict | None:
+    """tests, failures, errors and skipped of a pytest ``--junitxml`` report; None without one."""
+    import xml.etree.ElementTree as ET
+
+    if not path.exists():
+        return None
+    suites = list(ET.parse(path).getroot().iter("testsuite"))
+    return {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+
+
+def cuda_tests_problem(returncode: int, counts: dict | None, on_cuda: bool) -> str | None:
+    """What is wrong with a ``pytest -m cuda`` run, or None. Without CUDA the tests skip (or none
+    are collected: pytest's exit 5); with CUDA that would hide the very path under test."""
+    if counts is None:
+        return f"no report (exit {returncode})"
+    if counts["failures"] or counts["errors"] or returncode not in (0, 5):
+        return f"{counts['failures']} failed, {counts['errors']} errors (exit {returncode})"
+    if on_cuda and (counts["tests"] == 0 or counts["skipped"]):
+        return f"on CUDA, {counts['skipped']} of {counts['tests']} CUDA tests skipped: none may"
+    return None
 
 
 # --- 3. throughput --------------------------------------------------------------------------------
@@ -160,7 +203,13 @@ def generation_throughput(device: str, preset: str, lines: int, work: Path, prec
 
 
 def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> tuple:
-    """Build the run's trainer, take 3 untimed steps, then time ``steps``: (trainer, seconds, tokens)."""
+    """Build the run's trainer and time ``steps`` steps: (trainer, seconds, tokens).
+
+    Length-aware batches differ in length, and ``torch.compile`` compiles again for lengths it
+    has not seen: so the very batches to be timed are first run untimed (every length warmed,
+    for both sides of the compile comparison), then the data position is rewound and they are
+    run again, timed.
+    """
     import torch
 
     from diffuseq_cli.training.distributed import Placement
@@ -171,8 +220,12 @@ def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> t
     trainer = Trainer(cfg, tok, Placement(0, 1, torch.device(device)), None)
     if compile_model:
         trainer.ddp = torch.compile(trainer.model)  # the loss calls it; embed/logits stay on the plain module
-    for _ in range(3):
+    trainer.next_batch()  # the epoch's batches exist from here on
+    position = (trainer.epoch, trainer.batch_pos - 1, trainer.batches)
+    trainer.epoch, trainer.batch_pos, trainer.batches = position
+    for _ in range(steps):
         trainer.train_step()
+    trainer.epoch, trainer.batch_pos, trainer.batches = position
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     t0, tokens = time.perf_counter(), 0
@@ -358,7 +411,7 @@ def main() -> int:
         "env": lambda: env_stage(device),
         "train": lambda: train_stage(device, args.tiny, args.minutes, work, args.out, args.init),
         "score": lambda: score_stage(device, args.out, lines, args.init or EMBEDDED),
-        "cuda_tests": lambda: cuda_tests_stage(timeout=max(10.0, min(240.0, left() - 60))),
+        "cuda_tests": lambda: cuda_tests_stage(device.startswith("cuda"), timeout=max(10.0, min(240.0, left() - 60))),
         "throughput": lambda: throughput_stage(device, args.tiny, work, precision, compile_too=left() > 200),
     }
     failed = 0

@@ -80,9 +80,19 @@ def test_generate_rejects_bad_options_before_any_work(generate_call, capsys, arg
     assert not generate_call  # the library was never called
 
 
-def test_field_errors_read_as_fields_in_python_and_as_flags_on_the_command_line():
+def test_field_errors_read_as_fields_in_python_and_as_flags_on_the_command_line(monkeypatch, capsys, tmp_path):
     with pytest.raises(ValueError, match=r"^batch_size must be at least 1, got 0$"):
         SamplingConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"^batch_size must be at least 1, got 0$"):
+        with_recipe("fast", data="data.jsonl", batch_size=0)
+    import diffuseq_cli.training.run
+
+    called = _record(monkeypatch, diffuseq_cli.training.run, "train")
+    with pytest.raises(SystemExit) as exc:  # train's -b has no range of its own: the library's check answers
+        main(["train", "data.jsonl", "--out", str(tmp_path / "run"), "-b", "0"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and not called
+    assert "error: --batch-size must be at least 1, got 0" in err and "batch_size" not in err
 
 
 @pytest.fixture

@@ -42,15 +42,35 @@ def test_sampling_gives_the_same_tokens_for_any_batch_and_order_on_cuda(tmp_path
         assert reversed_[::-1] == together[: len(group)]
 
 
-def test_a_bf16_training_step_is_finite_and_close_to_fp32(tmp_path, tokenizer_file):
-    losses = {}
-    for precision in ("fp32", "bf16"):
-        result = train_tiny_fast(tmp_path / precision, tokenizer_file, device="cuda", precision=precision, steps=3,
-                                 regions="exact", absorbing_kind="v2")
+def bf16_against_fp32(tmp_path, tokenizer_file, device: str) -> dict:
+    """Three steps from the same start in fp32 and in bf16 (and with lr 0: the start itself): each
+    step's loss, and the cosine and norm ratio of the two runs' weight displacements."""
+    from diffuseq_cli.modelfiles.run_folder import latest_checkpoint, load_train_state
+
+    losses, weights = {}, {}
+    for name, precision, extra in (("start", "fp32", {"lr": 0.0}), ("fp32", "fp32", {}), ("bf16", "bf16", {})):
+        result = train_tiny_fast(tmp_path / name, tokenizer_file, device=device, precision=precision, steps=3,
+                                 regions="exact", absorbing_kind="v2", **extra)
         records = [json.loads(x) for x in (result.run / "metrics.jsonl").read_text().splitlines()]
-        losses[precision] = [r["loss"] for r in records if "loss" in r]
-    assert all(torch.isfinite(torch.tensor(losses["bf16"])))
-    assert abs(losses["bf16"][0] - losses["fp32"][0]) < 0.05 * abs(losses["fp32"][0])
+        losses[name] = [r["loss"] for r in records if "loss" in r]
+        model = load_train_state(latest_checkpoint(result.run))["model"]
+        weights[name] = torch.cat([v.double().flatten() for k, v in sorted(model.items()) if v.is_floating_point()])
+    moved = {name: weights[name] - weights["start"] for name in ("fp32", "bf16")}
+    cosine = float(torch.nn.functional.cosine_similarity(moved["fp32"], moved["bf16"], dim=0))
+    return {"losses": losses, "cosine": cosine, "norm_ratio": float(moved["bf16"].norm() / moved["fp32"].norm()),
+            "moved": float(moved["fp32"].norm())}
+
+
+def test_bf16_training_follows_fp32_over_three_steps(tmp_path, tokenizer_file):
+    """Not only the first loss (computed before any update): the losses of steps 2 and 3 come from
+    updated weights, and the weights after three steps moved as fp32's did."""
+    got = bf16_against_fp32(tmp_path, tokenizer_file, "cuda")
+    fp32, bf16 = got["losses"]["fp32"], got["losses"]["bf16"]
+    assert len(fp32) == len(bf16) == 3 and all(torch.isfinite(torch.tensor(bf16)))
+    for a, b in zip(fp32, bf16, strict=True):
+        assert abs(b - a) < 0.05 * abs(a), (fp32, bf16)
+    assert got["moved"] > 0  # the steps changed the weights
+    assert got["cosine"] > 0.9 and 0.8 < got["norm_ratio"] < 1.25, got
 
 
 def test_one_gpu_trains_resumes_and_its_model_generates_on_cpu(tmp_path, tokenizer_file):

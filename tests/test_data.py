@@ -148,8 +148,8 @@ def test_epoch_batches_are_deterministic_full_disjoint_and_length_aware():
     assert all(len(b) == 32 for b in a) and len(a) == 1000 // 32
     flat = np.concatenate(a)
     assert len(np.unique(flat)) == len(flat)
-    assert all(np.array_equal(x, y) for x, y in zip(a, epoch_batches(lengths, 32, seed=3, epoch=1)))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, epoch_batches(lengths, 32, seed=3, epoch=2)))
+    assert all(np.array_equal(x, y) for x, y in zip(a, epoch_batches(lengths, 32, seed=3, epoch=1), strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, epoch_batches(lengths, 32, seed=3, epoch=2), strict=True))
     # sorted within pools: the padding a batch pays is far below a random batch's
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in a])
     assert spread < 10

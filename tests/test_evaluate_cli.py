@@ -30,7 +30,7 @@ def run(capsys):
 
 
 def _assert_official(data):
-    for got, want in zip(data["files"], EXPECTED["per_file"]):
+    for got, want in zip(data["files"], EXPECTED["per_file"], strict=True):
         for key, value in want.items():
             assert got[key] == pytest.approx(value, abs=1e-9), key
     assert data["self_bleu"] == pytest.approx(EXPECTED["self_bleu"], abs=1e-9)

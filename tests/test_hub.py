@@ -1,25 +1,17 @@
 """Model resolution: local paths, tasks, and Hub downloads against a fake Hub on 127.0.0.1.
 
-The fake Hub answers the requests huggingface_hub 2.x makes in `snapshot_download`:
-`GET /api/models/{repo}/revision/{rev}` (commit sha), `GET /api/models/{repo}/tree/{rev}` (file
-list with git and LFS ids), and `HEAD`/`GET /{repo}/resolve/{rev}/{file}` (X-Repo-Commit, ETag,
-Content-Length). It never sends xet headers or `xetHash`, so the client uses plain HTTP; the tests
-assert that no other path was requested. huggingface_hub reads its environment at import time, so
-the `hub` fixture sets the variables and patches `huggingface_hub.constants` to match; one test runs
-in fresh subprocesses to show that the plain environment variables are honoured.
+The fake Hub (`helpers_hub.FakeHub`) answers the requests `snapshot_download` makes; the tests
+assert that no other path was requested. One test runs in fresh subprocesses to show that the
+plain environment variables are honoured.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from huggingface_hub import constants
@@ -29,15 +21,7 @@ from diffuseq_cli.errors import DiffuseqError, UsageError
 from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.modelfiles.hub import resolve_model
 
-LFS = {"model.safetensors"}  # the Hub stores these through LFS: etag = sha256 of the content
-
-
-def git_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def etag_of(name: str, data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest() if name in LFS or name.endswith(".pt") else git_sha1(data)
+from helpers_hub import FakeHub, go_offline, hub_env, serve_hub
 
 
 def model_files(tag: bytes) -> dict[str, bytes]:
@@ -68,120 +52,11 @@ REPOS = {
 }
 
 
-class FakeHub:
-    """A threaded HTTP server with the Hub's download endpoints, recording every request."""
-
-    def __init__(self):
-        self.requests: list[tuple[str, str]] = []
-        self.tamper: set[str] = set()  # files served with wrong bytes of the right size
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_HEAD(self):
-                hub.handle(self, body=False)
-
-            def do_GET(self):
-                hub.handle(self, body=True)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def fetched(self, name: str) -> int:
-        return sum(1 for m, p in self.requests if m == "GET" and p.endswith("/" + name))
-
-    def handle(self, h: BaseHTTPRequestHandler, body: bool):
-        path = unquote(urlsplit(h.path).path)
-        self.requests.append((h.command, path))
-        parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "models"] and len(parts) >= 6:  # api/models/ORG/NAME/{revision,tree}/REV
-            repo, kind, rev = "/".join(parts[2:4]), parts[4], "/".join(parts[5:])
-            commit = self.commit(h, repo, rev)
-            if commit is None:
-                return
-            files = REPOS[repo]["commits"][commit]
-            if kind == "revision":
-                data = {"id": repo, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
-            else:
-                data = [self.tree_entry(name, content) for name, content in files.items()]
-            return self.send(h, 200, json.dumps(data).encode(), {"Content-Type": "application/json"}, body)
-        if len(parts) >= 5 and parts[2] == "resolve":  # ORG/NAME/resolve/REV/FILE
-            repo, rev, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
-            commit = self.commit(h, repo, rev)
-            if commit is None:
-                return
-            content = REPOS[repo]["commits"][commit].get(name)
-            if content is None:
-                return self.send(h, 404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, body)
-            headers = {"X-Repo-Commit": commit, "ETag": f'"{etag_of(name, content)}"'}
-            if name in self.tamper:
-                content = bytes(len(content))
-            return self.send(h, 200, content, headers, body)
-        self.send(h, 404, b"", {}, body)
-
-    def commit(self, h, repo: str, rev: str) -> str | None:
-        if repo not in REPOS:
-            self.send(h, 404, b"", {"X-Error-Code": "RepoNotFound"}, h.command == "GET")
-            return None
-        commit = REPOS[repo]["refs"].get(rev, rev if rev in REPOS[repo]["commits"] else None)
-        if commit is None:
-            self.send(h, 404, b"", {"X-Error-Code": "RevisionNotFound"}, h.command == "GET")
-        return commit
-
-    @staticmethod
-    def tree_entry(name: str, content: bytes) -> dict:
-        entry = {"type": "file", "path": name, "size": len(content), "oid": git_sha1(content)}
-        if name in LFS or name.endswith(".pt"):
-            entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 130}
-        return entry
-
-    @staticmethod
-    def send(h, status: int, content: bytes, headers: dict, body: bool):
-        h.send_response(status)
-        for key, value in {**headers, "Content-Length": str(len(content))}.items():
-            h.send_header(key, value)
-        h.end_headers()
-        if body:
-            h.wfile.write(content)
-
-
-def hub_env(tmp_path: Path, url: str) -> dict[str, str]:
-    home = tmp_path / "hf"
-    return {"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_ENDPOINT": url,
-            "HF_HUB_DISABLE_TELEMETRY": "1"}
-
-
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    server = FakeHub()
-    env = hub_env(tmp_path, server.url)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for key in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_DISABLE_SYMLINKS"):
-        monkeypatch.delenv(key, raising=False)
-    # The same settings, as huggingface_hub would have read them at import time.
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HOME", env["HF_HOME"])
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", env["HF_HUB_CACHE"])
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # else it asks for /api/agent-harnesses
+    server = serve_hub(tmp_path, monkeypatch, REPOS)
     yield server
     server.stop()
-
-
-def go_offline(hub: FakeHub, monkeypatch):
-    hub.stop()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 def blob_of(model, name: str) -> Path:
@@ -262,9 +137,28 @@ def test_unknown_hub_repo(hub):
         resolve_model("org/missing", quiet=True)
 
 
+def test_cached_model_is_used_when_the_server_is_unreachable(hub):
+    """Not offline mode: the network is simply gone (connection refused), and the cache serves."""
+    latest = resolve_model("org/tiny", quiet=True)
+    pinned = resolve_model("org/tiny@v1", quiet=True)
+    hub.stop()
+    assert not constants.HF_HUB_OFFLINE and "HF_HUB_OFFLINE" not in os.environ
+    assert resolve_model("org/tiny", quiet=True) == latest
+    assert resolve_model("org/tiny@v1", quiet=True) == pinned
+    assert (latest.path / "model.safetensors").read_bytes() == REPOS["org/tiny"]["commits"][COMMIT_NEW]["model.safetensors"]
+
+
+def test_a_cache_without_symlinks_is_refused(hub, monkeypatch):
+    """HF_HUB_DISABLE_SYMLINKS copies files into the snapshot: nothing links them to a checksum, so no check is possible."""
+    monkeypatch.setenv("HF_HUB_DISABLE_SYMLINKS", "1")
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_SYMLINKS", True)
+    with pytest.raises(DiffuseqError, match="must use symlinks.*unset HF_HUB_DISABLE_SYMLINKS"):
+        resolve_model("org/tiny", quiet=True)
+
+
 def test_environment_variables_are_honoured(tmp_path):
     """Fresh interpreters that see only the environment: download, then offline from the cache."""
-    server = FakeHub()
+    server = FakeHub(REPOS)
     env = {**os.environ, **hub_env(tmp_path, server.url)}
     for key in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_DISABLE_SYMLINKS"):
         env.pop(key, None)

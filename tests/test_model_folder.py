@@ -35,8 +35,10 @@ def test_model_folder_round_trips_exactly(tmp_path, tokenizer):
         "README.md", "config.json", "model.safetensors", "tokenizer.json"]
     loaded = load_model_folder(tmp_path / "m")
     assert loaded.config == cfg
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
-        assert k == k2 and torch.equal(a, b), k
+    saved, read = model.state_dict(), loaded.model.state_dict()
+    assert list(saved) == list(read)  # every tensor, in order: zip below would stop at the shorter
+    for k in saved:
+        assert torch.equal(saved[k], read[k]), k
     assert loaded.tokenizer.encode(["what is it?"]) == tokenizer.encode(["what is it?"])
     # the tied table is stored once: no separate lm_head weight in the file
     assert "lm_head.weight" not in load_file(str(tmp_path / "m" / "model.safetensors"))
@@ -55,8 +57,10 @@ def test_official_checkpoint_round_trips_through_convert(tmp_path):
     assert r.returncode == 0, r.stderr
     folder = DiffuSeq.from_pretrained(out)
     direct = DiffuSeq.from_pretrained(OFFICIAL_TINY / "ema_0.9999_000100.pt", tokenizer=vocab, num_heads=4)
-    for (k, a), (_, b) in zip(folder.model.state_dict().items(), direct.model.state_dict().items()):
-        assert torch.equal(a, b), k
+    via_folder, via_pt = folder.model.state_dict(), direct.model.state_dict()
+    assert via_folder.keys() == via_pt.keys()
+    for k in via_folder:
+        assert torch.equal(via_folder[k], via_pt[k]), k
     official = load_official_state(OFFICIAL_TINY / "ema_0.9999_000100.pt")
     assert torch.equal(folder.model.word_embedding.weight, official["lm_head.weight"])
     assert torch.equal(folder.model.lm_head_bias, official["lm_head.bias"])

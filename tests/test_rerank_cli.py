@@ -134,11 +134,27 @@ def test_errors_are_one_clear_line(run, tmp_path, make_args, code, pieces):
     assert "Traceback" not in err
 
 
-def test_streams_one_source_at_a_time(tmp_path):
-    from diffuseq_cli.evaluation.rerank import read_candidate_sets, rerank
+@pytest.mark.parametrize("layout", ["consecutive", "aligned", "jsonl"])
+def test_streams_one_source_at_a_time(tmp_path, monkeypatch, layout):
+    """When the first result arrives, only the first source's lines have been read (and so on)."""
+    from diffuseq_cli.evaluation import rerank as rerank_mod
 
-    sets = read_candidate_sets([_consecutive(tmp_path)], per_line=5)
-    results = rerank(sets)
-    first = next(results)
-    assert first.best == OFFICIAL_BEST[0]
-    assert next(results).best == OFFICIAL_BEST[1]
+    consumed = {"lines": 0}
+    original = rerank_mod.iter_lines
+
+    def counting(path):
+        for line in original(path):
+            consumed["lines"] += 1
+            yield line
+
+    monkeypatch.setattr(rerank_mod, "iter_lines", counting)
+    paths, per_line, lines_per_source = {
+        "consecutive": ([_consecutive(tmp_path)], 5, 5),
+        "aligned": (CANDS, None, 5),  # one line of each of the 5 files
+        "jsonl": ([_jsonl(tmp_path)], None, 1),
+    }[layout]
+    results = rerank_mod.rerank(rerank_mod.read_candidate_sets(paths, per_line=per_line))
+    assert consumed["lines"] <= 1  # at most the first line (it tells JSONL from text) before a result is asked for
+    for i in range(3):
+        assert next(results).best == OFFICIAL_BEST[i]
+        assert consumed["lines"] == (i + 1) * lines_per_source

@@ -78,7 +78,7 @@ def test_microbatches_give_the_same_update_as_the_whole_batch(tmp_path, tokenize
     micro = train(tiny(tmp_path, tokenizer_file, "micro", steps=3, microbatch=4))
     (m1, e1), (m2, e2) = params_of(whole.run), params_of(micro.run)
     assert max_diff(m1, m2) < 1e-5
-    assert max(float((a - b).abs().max()) for a, b in zip(e1, e2)) < 1e-5
+    assert max(float((a - b).abs().max()) for a, b in zip(e1, e2, strict=True)) < 1e-5
     start = params_of(train(tiny(tmp_path, tokenizer_file, "one", steps=1)).run)[0]
     assert max_diff(m1, start) > 1e-4  # the comparison is not vacuous: weights moved
 

@@ -41,7 +41,7 @@ def max_diff(a, b) -> float:
     if isinstance(a, dict):
         assert a.keys() == b.keys()
         a, b = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
-    return max(float((x.double() - y.double()).abs().max()) for x, y in zip(a, b))
+    return max(float((x.double() - y.double()).abs().max()) for x, y in zip(a, b, strict=True))
 
 
 @pytest.mark.slow

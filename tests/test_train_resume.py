@@ -34,9 +34,10 @@ def tiny(out, tokenizer_file, **kw):
 def assert_same_weights(run_a, run_b, tol=1e-6):
     a, b = load_train_state(latest_checkpoint(run_a)), load_train_state(latest_checkpoint(run_b))
     assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys() and len(a["ema"]) == len(b["ema"]) > 0  # before any zip
     for k in a["model"]:
         assert float((a["model"][k] - b["model"][k]).abs().max()) <= tol, k
-    for x, y in zip(a["ema"], b["ema"]):
+    for x, y in zip(a["ema"], b["ema"], strict=True):
         assert float((x - y).abs().max()) <= tol
     assert torch.equal(a["sampler"]["counts"], b["sampler"]["counts"])
     assert (a["epoch"], a["batch_pos"]) == (b["epoch"], b["batch_pos"])

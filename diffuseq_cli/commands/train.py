@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from ..training.config import DEFAULT_LENGTH_LOSS, default, describe_default
+from ..training.config import DEFAULT_LENGTH_LOSS, DEFAULT_PRESET, default, describe_default
 from .help import HelpOpt
 from .options import PrecisionOpt, QuietOpt, Rounding
 
@@ -22,6 +22,7 @@ EPILOG = """Examples:
   diffuseq train data.jsonl --gpus 0,2       # two chosen GPUs
   diffuseq train data.jsonl --out runs/qqp --resume   # after an interruption
   diffuseq train data.jsonl --init runs/qqp/latest    # fine-tune a model
+  diffuseq train data.jsonl --init bert-base-uncased --gpus 1   # from BERT
   torchrun --nnodes 2 --nproc-per-node 8 ... -m diffuseq_cli train data.jsonl
 
 Options left out take the recipe's value (or the --config file's "train" section); when
@@ -65,7 +66,7 @@ def train(
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, cache).")] = default("out"),
     valid: Annotated[Optional[str], _opt("--valid", help="Validation JSONL (validation loss, BLEU probe).")] = None,
     recipe: Annotated[Optional[str], _opt("--recipe", help="fast (ours, for modest hardware) or paper", field="recipe")] = None,
-    preset: Annotated[Optional[str], _opt("--preset", help="Model size: tiny, small or base", field="preset")] = None,
+    preset: Annotated[Optional[str], _opt("--preset", help=f"Model size: tiny, small or base (default: {DEFAULT_PRESET}; with --init, the starting model's).")] = None,
     config: Annotated[Optional[str], _opt("--config", help="JSON file of model fields overriding the preset (training settings under \"train\").")] = None,
     tokenizer: Annotated[Optional[str], _opt("--tokenizer", help="tokenizer.json or vocab.txt (default: train a BPE on the data).")] = None,
     vocab_size: Annotated[Optional[int], _opt("--vocab-size", help="BPE vocabulary size when training one", field="vocab_size")] = None,
@@ -89,7 +90,7 @@ def train(
     absorbing_kind: Annotated[Optional[str], _opt("--absorbing-kind", help="replace (ours: the state stands in for the word and is noised like it, share growing linearly in t) or v2 (DiffuSeq-v2 as published: noise centred on the state, absorbed words hold it clean, share·sqrt(1-ᾱ_t))", field="absorbing_kind")] = None,
     regions: Annotated[Optional[str], _opt("--regions", help="Target regions in training: padded (the target then [PAD]s, the model ends it) or exact (the target alone; trains a length head for generate --length predict)", field="regions")] = None,
     length_loss: Annotated[Optional[float], _opt("--length-loss", help=f"Weight of the length head's loss with --regions exact (default: {DEFAULT_LENGTH_LOSS}).")] = None,
-    init: Annotated[Optional[str], _opt("--init", help="Start from this model folder's weights and tokenizer (fine-tuning); its shape replaces --preset.")] = None,
+    init: Annotated[Optional[str], _opt("--init", help="Start from a model folder (fine-tuning) or a BERT, as the official --use_plm_init bert: a folder or a Hub id such as bert-base-uncased. Its weights, vocabulary and sizes replace --preset.")] = None,
     rounding: Annotated[Optional[Rounding], _opt("--rounding", help="How the model's reverse process rounds each z_0 estimate to words: l2 (the nearest embedding, the paper's), logits (the head's argmax), soft (the embeddings averaged under the head's probabilities) or none", field="rounding")] = None,
     ema: Annotated[Optional[float], _opt("--ema", help="EMA rate", field="ema")] = None,
     precision: PrecisionOpt = None,

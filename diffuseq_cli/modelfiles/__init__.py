@@ -4,6 +4,7 @@
 * ``run_folder``: training run folders (numbered checkpoints, ``latest``, resume state);
 * ``card``: model cards; ``tokenizer``: BPE training, ``tokenizer.json``, bert ``vocab.txt``;
 * ``official``: checkpoints of the official DiffuSeq code;
+* ``pt_files``: ``.pt`` files read as tensors only (``weights_only``), refusals as one line;
 * ``hub``, ``tasks``: model resolution (paths, run folders, tasks, the Hub).
 
 The embedded models themselves are package data in ``diffuseq_cli/models/``.

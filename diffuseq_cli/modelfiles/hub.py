@@ -26,8 +26,14 @@ from . import tasks
 
 # Everything a model folder or an official checkpoint needs; nothing that could be executed.
 HUB_FILES = ["config.json", "model.safetensors", "tokenizer.json", "README.md", "*.pt", "training_args.json"]
+# What ``train --init`` needs: a model folder, or a BERT (its tokenizer as tokenizer.json or vocab.txt, and
+# whether a vocab.txt is lower-cased); a BERT with pickled weights only is fetched in a second pass.
+INIT_FILES = ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "tokenizer_config.json"]
+INIT_FALLBACK_WEIGHTS = "pytorch_model.bin"
 
 _REPO_SPEC = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?")
+# --init also takes the Hub's names without an organisation (bert-base-uncased)
+_INIT_SPEC = re.compile(r"(?P<repo>(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 
@@ -65,6 +71,49 @@ def resolve_model(
     if match and not spec.startswith((".", "/", "~")) and not spec.endswith(".pt"):
         return _from_hub(match["repo"], match["rev"], quiet=quiet, on_message=on_message)
     raise UsageError(f"no such model folder or file: {spec} (expected a folder, a .pt file or ORG/NAME[@REVISION])")
+
+
+def resolve_init(spec: str, *, quiet: bool = False, on_message: Callable[[str], None] | None = None) -> ResolvedModel:
+    """``train --init``: an existing folder (a model folder, a run folder, a BERT folder), else a Hub id.
+
+    Hub ids are ``ORG/NAME[@REVISION]`` or a name alone (``bert-base-uncased``); only the files a
+    starting model needs are fetched (``INIT_FILES``), and ``pytorch_model.bin`` only when the
+    snapshot has no ``model.safetensors``.
+    """
+    path = Path(spec).expanduser()
+    if path.exists():
+        model = _local(path)
+        if model.kind != "folder":
+            raise UsageError(f"{model.path} is an official checkpoint: convert it first (diffuseq convert), "
+                             "then start from the model folder")
+        return model
+    match = _INIT_SPEC.fullmatch(spec)
+    if not match or spec.startswith((".", "~")):
+        raise UsageError(f"no such folder: {spec} (expected a model folder, a BERT folder or a Hub id such as bert-base-uncased)")
+    model = _from_hub(match["repo"], match["rev"], quiet=quiet, on_message=on_message, files=INIT_FILES)
+    if not (model.path / "model.safetensors").is_file():
+        model = _from_hub(match["repo"], model.path.name, quiet=quiet, on_message=on_message, files=[INIT_FALLBACK_WEIGHTS])
+    return model
+
+
+def locate(source: str) -> Path:
+    """The folder a ``local:PATH`` or ``hub:REPO@COMMIT`` source names, without the network (a Hub
+    snapshot must be in the cache, and is verified as at download)."""
+    kind, _, where = source.partition(":")
+    if kind == "local":
+        return Path(where)
+    repo, _, commit = where.rpartition("@")
+    if kind != "hub" or not repo or not _SHA1.fullmatch(commit):
+        raise UsageError(f"not a model source: {source} (expected local:PATH or hub:REPO@COMMIT)")
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    snapshot = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model") / "snapshots" / commit
+    if not snapshot.is_dir():
+        raise DiffuseqError(f"{repo}@{commit} is no longer in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+                            "run again with network access to download it")
+    _verify_snapshot(repo, snapshot, None)
+    return snapshot
 
 
 def _is_run_folder(path: Path) -> bool:
@@ -108,8 +157,8 @@ def _newest_ema(folder: Path) -> Path | None:
 
 
 def _from_hub(repo: str, revision: str | None, *, quiet: bool,
-              on_message: Callable[[str], None] | None) -> ResolvedModel:
-    """Download (or find in the cache) a pinned snapshot, verify it, and classify it."""
+              on_message: Callable[[str], None] | None, files: list[str] = HUB_FILES) -> ResolvedModel:
+    """Download (or find in the cache) the ``files`` of a pinned snapshot, verify them, and classify it."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     revision = revision or "main"
@@ -117,7 +166,7 @@ def _from_hub(repo: str, revision: str | None, *, quiet: bool,
     if silenced:
         disable_progress_bars()
     try:
-        snapshot = Path(_snapshot(repo, revision))
+        snapshot = Path(_snapshot(repo, revision, files))
         _verify_snapshot(repo, snapshot, on_message)
     finally:
         if silenced:
@@ -132,7 +181,7 @@ def _from_hub(repo: str, revision: str | None, *, quiet: bool,
     raise DiffuseqError(f"{repo}@{revision} on the Hub holds no model: expected config.json or an official .pt file")
 
 
-def _snapshot(repo: str, revision: str) -> str:
+def _snapshot(repo: str, revision: str, files: list[str]) -> str:
     """`snapshot_download` with its exceptions turned into one-line messages that say what to do."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import (
@@ -141,7 +190,7 @@ def _snapshot(repo: str, revision: str) -> str:
 
     where = f"{repo}@{revision}"
     try:
-        return snapshot_download(repo, revision=revision, allow_patterns=HUB_FILES)
+        return snapshot_download(repo, revision=revision, allow_patterns=files)
     except GatedRepoError as e:
         raise DiffuseqError(f"{where} is gated on the Hub: accept its terms and set HF_TOKEN") from e
     except RepositoryNotFoundError as e:

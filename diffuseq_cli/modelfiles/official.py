@@ -19,6 +19,7 @@ import torch
 
 from ..config import DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig
 from ..errors import DiffuseqError, UsageError, at_least
+from .pt_files import load_tensors
 from .tokenizer import TextTokenizer
 
 _LAYER = re.compile(r"input_transformers\.layer\.(\d+)\.(.+)")
@@ -47,24 +48,16 @@ _TOP_KEYS = {
 def load_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official ``.pt`` state dict safely (``weights_only=True``: no arbitrary unpickling)."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load_tensors(path, "not an official DiffuSeq checkpoint")
     except (FileNotFoundError, IsADirectoryError):
         raise UsageError(f"checkpoint not found: {path} (expected an official .pt file)") from None
-    except Exception as exc:  # torch's own text advises unsafe loading: never repeat it for a downloaded file
-        text = str(exc)
-        if "Unsupported global" in text:
-            kind = "holds objects other than tensors, which are never unpickled"
-        elif "weights_only" in text:
-            kind = "cannot be read as a file of tensors"
-        else:
-            kind = f"cannot be read as a PyTorch file ({(text.strip().splitlines() or [type(exc).__name__])[0][:120]})"
-        raise DiffuseqError(f"{path}: not an official DiffuSeq checkpoint: it {kind}") from None
     if not isinstance(state, dict) or "lm_head.weight" not in state:
         raise DiffuseqError(f"{path}: not an official DiffuSeq checkpoint (no lm_head.weight)")
     return state
 
 
-def _rename(key: str) -> str | None:
+def our_name(key: str) -> str | None:
+    """Our parameter name for an official key; None for the tied table and buffers (handled by the caller)."""
     if key == "position_ids":
         return None
     if key == "lm_head.weight" or key == "word_embedding.weight":
@@ -113,7 +106,7 @@ def convert_state(state: dict[str, torch.Tensor], num_heads: int = 12, seq_len: 
         raise DiffuseqError("unexpected timestep MLP width in official checkpoint")
     ours = {"word_embedding.weight": emb}
     for k, v in state.items():
-        new = _rename(k)
+        new = our_name(k)
         if new is not None:
             ours[new] = v.float()
     return cfg, ours

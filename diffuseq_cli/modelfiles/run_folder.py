@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .folder import atomic_dir, is_complete, write_model_folder
+from .pt_files import load_tensors
 
 STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
@@ -94,7 +95,8 @@ def save_checkpoint(run: Path, step: int, folder_config, ema_state: dict, tokeni
 
 
 def load_train_state(ckpt: Path) -> dict:
-    return torch.load(Path(ckpt) / STATE, map_location="cpu", weights_only=True)
+    """What resume needs, saved by ``save_checkpoint``; read as tensors only, like every ``.pt`` file."""
+    return load_tensors(Path(ckpt) / STATE, "not a training state that diffuseq wrote")
 
 
 def append_metrics(run: Path, record: dict) -> None:

@@ -99,8 +99,9 @@ def _nonempty(texts: Iterable[str]) -> Iterator[str]:
             yield t
 
 
-def load_tokenizer(path: str | Path) -> TextTokenizer:
-    """Load ``tokenizer.json`` or a WordPiece ``vocab.txt`` (lower-cased, as bert-base-uncased)."""
+def load_tokenizer(path: str | Path, lowercase: bool = True) -> TextTokenizer:
+    """Load ``tokenizer.json`` or a WordPiece ``vocab.txt`` (lower-cased, as bert-base-uncased, unless
+    ``lowercase`` is False: a cased BERT's ``tokenizer_config.json`` says ``do_lower_case: false``)."""
     path = Path(path)
     if path.is_dir():
         for name in ("tokenizer.json", "vocab.txt"):
@@ -112,20 +113,20 @@ def load_tokenizer(path: str | Path) -> TextTokenizer:
     try:
         if path.suffix == ".json":
             return TextTokenizer(Tokenizer.from_file(str(path)))
-        return TextTokenizer(_wordpiece(path))
+        return TextTokenizer(_wordpiece(path, lowercase))
     except DiffuseqError:
         raise
     except Exception as exc:  # the tokenizers library raises plain Exceptions for corrupt files
         raise DiffuseqError(f"{path}: cannot read tokenizer ({exc})") from None
 
 
-def _wordpiece(vocab_txt: Path) -> Tokenizer:
+def _wordpiece(vocab_txt: Path, lowercase: bool = True) -> Tokenizer:
     vocab = {}
     with open(vocab_txt, encoding="utf-8") as f:
         for i, line in enumerate(f):
             vocab[line.rstrip("\n")] = i
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
     return tok

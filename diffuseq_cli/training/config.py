@@ -22,6 +22,9 @@ from ..errors import FieldError, UsageError, at_least, literal
 TIMESTEP_SAMPLERS = ("loss-aware", "uniform")  # --timesteps: the paper's importance sampling, or uniform
 
 DEFAULT_LENGTH_LOSS = 0.1  # small: the length head must not steer the shared training
+DEFAULT_PRESET = "small"  # the model size without --preset and without --init
+# Model settings that a recipe gives but a starting model (--init) decides when not given explicitly.
+SHAPE_SETTINGS = ("embed_dim",)
 
 RECIPES: dict[str, dict] = {
     "paper": dict(
@@ -49,23 +52,24 @@ class TrainConfig:
     tokenizer: str | None = None  # tokenizer.json or vocab.txt; default: train a BPE on the data
     vocab_size: int = 8000
     recipe: str = "fast"
-    preset: str = "small"
+    preset: str | None = None  # None: DEFAULT_PRESET, or with ``init`` the starting model's sizes
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields from --config
     seq_len: int = _FAST["seq_len"]
     diffusion_steps: int = _FAST["diffusion_steps"]
     schedule: str = _FAST["schedule"]
     timesteps: str = "loss-aware"  # how training draws t: loss-aware (the paper, eq. 4) | uniform
-    embed_dim: int | None = _FAST["embed_dim"]  # d; None: the preset's
+    embed_dim: int | None = _FAST["embed_dim"]  # d; None: the preset's (with ``init``: the starting model's)
     self_condition: bool = _FAST["self_condition"]
     positions: str = _FAST["positions"]  # absolute (the official model) | segment (numbered per source/target part)
     token_loss: float = _FAST["token_loss"]  # weight of the head's cross-entropy on the prediction (0: the paper's loss)
-    dropout: float | None = _FAST["dropout"]  # None: the preset's
+    dropout: float | None = _FAST["dropout"]  # None: the preset's (with ``init``: the starting model's)
     rounding: str = _FAST["rounding"]  # how the trained model's reverse process rounds (stored in its config.json)
     absorbing: float = _FAST["absorbing"]  # share of target tokens put in the learned absorbing state at t = T (0: off)
     absorbing_kind: str = _FAST["absorbing_kind"]  # v2 (DiffuSeq-v2 as published) | replace (ours before); config.ABSORBING_KINDS
     regions: str = _FAST["regions"]  # target regions: exact (the target alone, length head) | padded (target, then [PAD]s)
     length_loss: float = _FAST["length_loss"]  # weight of the length head's cross-entropy (exact regions; 0 there: 0.1)
-    init: str | None = None  # a model folder whose weights (and tokenizer) the run starts from
+    init: str | None = None  # a model folder or a BERT (folder or Hub id) whose weights (and tokenizer) the run starts from
+    init_source: str | None = None  # where ``init`` was found (local:PATH or hub:REPO@COMMIT); set by prepare_run
     steps: int = 10000
     batch_size: int = 64  # global, across devices and accumulation
     microbatch: int | None = None  # per device; default: the whole local batch
@@ -92,7 +96,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise UsageError(f"unknown recipe {literal(repr(self.recipe))}; choose from {', '.join(RECIPES)}")
-        if self.preset not in PRESETS:
+        if self.preset is None and not self.init:
+            object.__setattr__(self, "preset", DEFAULT_PRESET)  # frozen: the one normalisation of a default
+        if self.preset is not None and self.preset not in PRESETS:
             raise UsageError(f"unknown preset {literal(repr(self.preset))}; choose from {', '.join(PRESETS)}")
         if self.precision not in (None, *PRECISIONS):
             raise FieldError("{precision} must be fp32, bf16 or fp16")
@@ -152,6 +158,8 @@ class TrainConfig:
         data["gpus"] = tuple(data.get("gpus", ()))
         for name, value in _BEFORE_LEVERS.items():  # runs saved before these settings existed
             data.setdefault(name, value)
+        if data.get("init") and "init_source" not in data:
+            data["preset"] = None  # saved before --init could be a BERT: the preset was ignored, not chosen
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -166,7 +174,11 @@ def with_recipe(recipe: str, **explicit) -> TrainConfig:
     if recipe not in RECIPES:
         raise UsageError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     values = dict(RECIPES[recipe])
-    values.update({k: v for k, v in explicit.items() if v is not None})
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if given.get("init"):  # the starting model decides its shape, unless an option says otherwise
+        for name in SHAPE_SETTINGS:
+            values[name] = None
+    values.update(given)
     unknown = sorted(set(values) - _FIELDS)
     if unknown:
         raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, DiffuseqError, FieldError, UsageError, literal
+from ..modelfiles.hub import resolve_init
+from ..modelfiles.init_model import InitModel
 from ..modelfiles.run_folder import latest_checkpoint, write_text_atomic
 from ..modelfiles.tokenizer import TextTokenizer, load_tokenizer, tokenizer_from_str, train_bpe
 from ..precision import resolve_device
@@ -22,7 +24,8 @@ from ..textio import check_readable
 from . import distributed
 from .config import TrainConfig, check_resumable, read_run_config
 from .data import file_hash, load_or_tokenize, read_pairs
-from .trainer import Progress, Trainer, TrainingDiverged, TrainResult, build_model_config
+from .model_config import build_model_config, starting_model
+from .trainer import Progress, Trainer, TrainingDiverged, TrainResult
 
 __all__ = ["train", "prepare_run", "Trainer", "TrainingDiverged", "TrainResult", "build_model_config"]
 
@@ -93,8 +96,6 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     check_readable(cfg.data, "training data")
     if cfg.valid:
         check_readable(cfg.valid, "--valid")
-    if cfg.init:
-        check_readable(Path(cfg.init) / "config.json", "--init (a model folder)")
     if run.exists() and not run.is_dir():
         raise FieldError(f"{{out}} {literal(run)}: exists and is not a folder; choose another {{out}}")
     _device_kind(cfg)  # options this machine cannot run fail before anything is written
@@ -109,12 +110,17 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     if latest is not None and not resume:
         raise UsageError(f"{run} already holds checkpoints (latest: {latest.name}); "
                          "pass --resume to continue that run, or choose another --out")
-    if latest is not None:
-        saved = read_run_config(run)
-        if saved is not None:
-            check_resumable(saved, cfg)
-    tokenizer = _prepare_tokenizer(cfg, run, resuming=latest is not None)
-    model_config = build_model_config(cfg, tokenizer.vocab_size)
+    saved = read_run_config(run) if latest is not None else None
+    if saved is not None:
+        check_resumable(saved, cfg)
+    start = None
+    if cfg.init:
+        # A resumed run keeps the snapshot it started from; a new one finds (or downloads) it now.
+        source = cfg.init_source or (saved.init_source if saved is not None else None) or _find_init(cfg.init)
+        cfg = dataclasses.replace(cfg, init_source=source)
+        start = starting_model(cfg)
+    tokenizer = _prepare_tokenizer(cfg, run, start, resuming=latest is not None)
+    model_config = build_model_config(cfg, tokenizer.vocab_size, start)
     data = load_or_tokenize(cfg.data, tokenizer, cfg.seq_len, run / "cache")
     if len(data) < cfg.batch_size:
         raise DataError(f"only {len(data)} examples, fewer than one batch of {cfg.batch_size}; lower --batch-size", cfg.data)
@@ -124,15 +130,24 @@ def prepare_run(cfg: TrainConfig, resume: bool, world_size: int | None = None) -
     return cfg, tokenizer
 
 
-def _prepare_tokenizer(cfg: TrainConfig, run: Path, resuming: bool) -> TextTokenizer:
-    """The run's own tokenizer when resuming; else ``--tokenizer``; else a BPE trained on the data (cached)."""
+def _find_init(spec: str) -> str:
+    """Where ``--init`` is: ``local:PATH`` or ``hub:REPO@COMMIT`` (downloaded into the Hub cache if need be)."""
+    try:
+        return resolve_init(spec).source
+    except UsageError as exc:
+        raise FieldError(f"{{init}} {literal(spec)}: {literal(exc)}") from None
+
+
+def _prepare_tokenizer(cfg: TrainConfig, run: Path, start: InitModel | None, resuming: bool) -> TextTokenizer:
+    """The run's own tokenizer when resuming; else ``--tokenizer``; else the ``--init`` model's; else a BPE
+    trained on the data (cached)."""
     saved = run / "tokenizer.json"
     if resuming and saved.exists():
         return _load_tokenizer(saved)
     if cfg.tokenizer:
         tok = _load_tokenizer(cfg.tokenizer)
-    elif cfg.init:
-        tok = _load_tokenizer(Path(cfg.init) / "tokenizer.json")
+    elif start is not None:
+        tok = _start_tokenizer(cfg, start)
     else:
         cached = run / "cache" / f"bpe-{file_hash(cfg.data)[:20]}-v{cfg.vocab_size}.json"
         if cached.exists():
@@ -152,6 +167,13 @@ def _load_tokenizer(path) -> TextTokenizer:
         raise
     except Exception as exc:  # the tokenizers library raises plain Exception for unreadable files
         raise UsageError(f"cannot read tokenizer {path}: {exc}") from None
+
+
+def _start_tokenizer(cfg: TrainConfig, start: InitModel) -> TextTokenizer:
+    try:
+        return start.tokenizer()
+    except DiffuseqError as exc:  # a BERT whose vocabulary does not match its weights, an unreadable file
+        raise FieldError(f"{{init}} {literal(cfg.init)}: {literal(exc)}") from None
 
 
 def _texts(path):

@@ -11,7 +11,6 @@ Only rank 0 writes checkpoints and logs. The paper's recipe: section 4.1; the lo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
@@ -22,14 +21,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import DecodingConfig, DiffusionConfig, ModelConfig, ModelFolderConfig, SequenceConfig, preset
+from ..config import DecodingConfig, DiffusionConfig, ModelFolderConfig, SequenceConfig
 from ..core.diffusion import Diffusion, absorbing_positions
 from ..core.model import DiffuSeqTransformer
 from ..core.seeds import derived_seed
 from ..core.timesteps import LossAwareTimesteps
-from ..errors import DiffuseqError, FieldError, UsageError, literal
+from ..errors import DiffuseqError, FieldError
 from ..modelfiles.card import training_card
-from ..modelfiles.folder import LoadedModel, initial_weights, read_config
+from ..modelfiles.folder import LoadedModel
 from ..modelfiles.run_folder import (
     STATE,
     append_metrics,
@@ -45,6 +44,7 @@ from . import distributed
 from .clock import Clock
 from .config import TrainConfig
 from .data import collate, epoch_batches, length_stats, load_or_tokenize
+from .model_config import build_model_config, start_weights, starting_model
 
 
 Progress = Callable[[dict], None]
@@ -65,41 +65,6 @@ class TrainResult:
     rank: int = 0  # under torchrun every process gets a result; rank 0's is the one to report
 
 
-def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The preset's sizes, with ``--config`` fields, then ``--embed-dim``, ``--self-condition``, ``--positions``, ``--dropout``, ``--absorbing``.
-
-    With ``--init MODEL``: that model's shape, with the absorbing state and length head the
-    recipe asks for (what the model lacks starts fresh).
-    """
-    # What the recipe decides, whatever the starting shape: the absorbing-state vector exists exactly
-    # when training uses it, and exact regions need their size predicted.
-    wanted = {"absorbing_state": cfg.absorbing > 0, "length_head": cfg.regions == "exact"}
-    dropout = {"dropout": cfg.dropout} if cfg.dropout is not None else {}
-    if cfg.init:
-        base = read_config(Path(cfg.init)).model
-        if base.vocab_size != vocab_size:
-            raise FieldError(f"{{init}} {literal(cfg.init)} has a vocabulary of {base.vocab_size}, the tokenizer {vocab_size}; "
-                             "leave out {tokenizer} to use the model's own")
-        if base.max_positions < cfg.seq_len:
-            raise FieldError(f"{{init}} {literal(cfg.init)} has {base.max_positions} positions, fewer than {{seq_len}} {cfg.seq_len}")
-        return dataclasses.replace(base, **wanted, **dropout)
-    overrides = {k: v for k, v in cfg.model_overrides.items() if k not in ("train", "vocab_size")}
-    if cfg.embed_dim:
-        overrides.setdefault("embed_dim", cfg.embed_dim)
-    overrides.setdefault("self_condition", cfg.self_condition)
-    overrides.setdefault("positions", cfg.positions)
-    overrides.update(wanted)
-    for name, value in dropout.items():  # a --config file's dropout wins here
-        overrides.setdefault(name, value)
-    max_positions = overrides.pop("max_positions", max(cfg.seq_len, 8))
-    if max_positions < cfg.seq_len:
-        raise FieldError(f"max_positions {max_positions} (from {{model_overrides}}) is below {{seq_len}} {cfg.seq_len}")
-    try:
-        return preset(cfg.preset, vocab_size, max_positions=max_positions, **overrides)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"invalid model configuration: {exc}") from None
-
-
 def noise_seed(seed: int, step: int, block: int, stream: int = 0) -> int:
     """A 63-bit seed from (run seed, step, block of NOISE_BLOCK samples, stream) alone."""
     return derived_seed(seed, step, block, stream)
@@ -118,8 +83,10 @@ class Trainer:
         self.data = load_or_tokenize(cfg.data, tokenizer, cfg.seq_len, cache)
         self.valid = load_or_tokenize(cfg.valid, tokenizer, cfg.seq_len, cache) if cfg.valid else None
         p99, ratio = length_stats(self.data)
+        start = starting_model(cfg) if cfg.init else None
+        self.started_from = start.describe() if start else None  # the start itself (a BERT's tensors) is not kept
         self.folder_config = ModelFolderConfig(
-            model=build_model_config(cfg, tokenizer.vocab_size),
+            model=build_model_config(cfg, tokenizer.vocab_size, start),
             diffusion=DiffusionConfig(steps=cfg.diffusion_steps, schedule=cfg.schedule, rounding=cfg.rounding,
                                       absorbing=cfg.absorbing, absorbing_kind=cfg.absorbing_kind),
             sequence=SequenceConfig(
@@ -128,12 +95,12 @@ class Trainer:
             ),
             # exact regions decode best with a length beam and repeats collapsed (docs/training.md)
             decoding=DecodingConfig(lengths=3, dedup=True) if cfg.regions == "exact" else DecodingConfig(),
-            source=f"diffuseq train {Path(cfg.data).name}",
+            source=f"diffuseq train {Path(cfg.data).name}" + (f" --init {start.source}" if start else ""),
         )
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = DiffuSeqTransformer(self.folder_config.model)
-        if cfg.init:
-            self.model.load_state_dict(initial_weights(Path(cfg.init), self.model), strict=True)
+        if start is not None:
+            self.model.load_state_dict(start_weights(cfg, start, self.model), strict=True)
         self.model.to(self.device)
         # Dropout draws from the global generators: a different stream on each rank.
         torch.manual_seed(noise_seed(cfg.seed, 0, placement.rank, stream=1))
@@ -216,7 +183,8 @@ class Trainer:
         train_state = self.state()
         if not self.pl.is_main:
             return None
-        card = training_card(self.cfg, self.folder_config, self.step, self.model.num_parameters())
+        card = training_card(self.cfg, self.folder_config, self.step, self.model.num_parameters(),
+                             self.started_from)
         path = save_checkpoint(self.run_dir, self.step, self.folder_config, self.ema_state(), self.tok, card, train_state, self.cfg.keep)
         self._emit({"event": "save", "step": self.step, "path": str(path)})
         return path
