@@ -19,7 +19,9 @@ from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.data import read_pairs
 
 from helpers_models import build_tiny_model
-from paths import QQP_VALID
+from paths import QQP_VALID, require_shared
+
+require_shared(module=True)
 
 SOURCES = [s for s, _, _ in read_pairs(QQP_VALID)][:12]
 

@@ -27,7 +27,9 @@ from diffuseq_cli.training.run import Trainer, prepare_run
 
 from helpers_hub import go_offline, serve_hub
 from helpers_models import build_tiny_model
-from paths import FIXTURES, QQP_VALID
+from paths import FIXTURES, QQP_VALID, require_shared
+
+require_shared(module=True)
 
 PLM = FIXTURES / "official-plm-tiny"
 BERT = PLM / "bert"

@@ -12,7 +12,9 @@ import torch
 
 from diffuseq_cli.modelfiles.folder import load_model_folder
 
-from paths import FIXTURES
+from paths import FIXTURES, require_shared
+
+require_shared(module=True)
 
 PLM = FIXTURES / "official-plm-tiny"
 

@@ -60,7 +60,7 @@ def assert_refused(r, marker: Path):
 
 
 @pytest.fixture
-def official_evil(tmp_path):
+def official_evil(shared_data, tmp_path):
     marker = tmp_path / "ran"
     state = load_official_state(OFFICIAL_TINY / "ema_0.9999_000100.pt")
     return plant(tmp_path / "ema_0.9999_000100.pt", marker, dict(state)), marker

@@ -27,7 +27,7 @@ from diffuseq_cli.training.config import with_recipe
 from diffuseq_cli.training.probe import PROBE_SEED, bleu_probe
 from diffuseq_cli.training.run import train
 
-from paths import QQP_VALID, ROOT
+from paths import QQP_VALID, ROOT, needs_shared
 
 
 def train_tiny(out: Path, tokenizer_file: str, progress=None, resume: bool = False, **settings):
@@ -93,6 +93,7 @@ def _nltk_bleu(hyp: str, ref: str) -> float:
         return sentence_bleu([ref.strip().split()], hyp.strip().split(), smoothing_function=SmoothingFunction().method4)
 
 
+@needs_shared
 def test_probe_scores_what_generate_writes_as_nltk_does():
     """The probe against an independent computation: the API's seed-0 samples scored by NLTK."""
     loaded = load_model_folder(EMBEDDED_MODELS / "paraphrase")
