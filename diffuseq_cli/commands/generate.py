@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, SAMPLERS
-from ..generation.config import DEFAULT_DDIM_STEPS, SamplingConfig
+from ..generation.config import SAMPLER_STEPS, SamplingConfig
 from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices
 
 _DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
+_STEPS = ", ".join(f"{n} with {name}" for name, n in SAMPLER_STEPS.items())
 
 
 Sampler = choices("Sampler", SAMPLERS)
@@ -31,8 +32,8 @@ def generate(
     keep_mood: Annotated[Optional[bool], typer.Option("--keep-mood/--any-mood", help="With --mbr: prefer candidates that keep the source's mood: a question's a question, a statement's a statement (default: the model's).", show_default=False)] = None,
     whole_words: Annotated[Optional[bool], typer.Option("--whole-words/--any-words", help="With --mbr: prefer the candidates with the fewest made-up words (words neither in the source nor whole in the model's vocabulary, e.g. \"goodologist\") (default: the model's).", show_default=False)] = None,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"Denoising steps, up to the model's T (default: {DEFAULT_DDIM_STEPS} with ddim, T with ddpm).")] = None,
-    sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler(_DEFAULT.sampler),
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"Denoising steps, up to the model's T (default: the model's own for its sampler, in its config.json \"decoding\"; else {_STEPS}, T with ddpm).", show_default=False)] = None,
+    sampler: Annotated[Optional[Sampler], typer.Option("--sampler", help="ddim: deterministic, any number of steps; dpm++: DPM-Solver++(2M), deterministic, second order (DiffuSeq-v2's sampler); ddpm: ancestral (default: the model's; ddim for older models).", show_default=False)] = None,
     length: Annotated[Optional[Length], typer.Option("--length", help="predict: the target region is exactly the length the model's length head predicts; auto: sized from the model's length statistics, padded; full: always seq_len (the official layout) (default: predict for models with a length head, else auto).", show_default=False)] = None,
     lengths: Annotated[Optional[int], typer.Option("--lengths", min=1, help="With --length predict: spread the -n candidates over this many most likely lengths (a length beam; MBR picks among all) (default: the model's).", show_default=False)] = None,
     rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to a word by l2 (nearest embedding), logits (the head's argmax) or none (default: the model's own).")] = None,
@@ -77,7 +78,7 @@ def generate(
         if value and not mbr:
             raise UsageError(f"--{name.replace('_', '-')} chooses among candidates: it needs --mbr")
     sampling = SamplingConfig(
-        steps=steps, sampler=sampler.value, seed=seed, length=length.value if length else None, lengths=lengths,
+        steps=steps, sampler=sampler.value if sampler else None, seed=seed, length=length.value if length else None, lengths=lengths,
         rounding=rounding.value if rounding else None, strength=strength, remask=remask,
         remask_schedule=remask_schedule.value, remask_repeats=remask_repeats, dedup=dedup, batch_size=batch_size,
     )

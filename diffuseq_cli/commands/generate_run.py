@@ -66,8 +66,9 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
         loaded = load_model(model, task, tokenizer, quiet, device, heads)
     sampling.check(loaded.config)
     T = loaded.config.diffusion.steps
-    steps = len(sampling.visited_steps(T))  # fewer than asked when --strength starts below T-1
-    if sampling.sampler == "ddpm" and steps != T and not quiet:
+    steps = len(sampling.visited_steps(loaded.config))  # fewer than asked when --strength starts below T-1
+    sampler = sampling.sampler_for(loaded.config)
+    if sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
     opts = GenerateOptions(num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric, **choice,
                            sampling=sampling, device=device, precision=precision)
@@ -131,7 +132,7 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
     if not quiet:
         rate = lines / seconds if seconds > 0 else 0.0
         print(
-            f"generated {lines} lines, {candidates} candidates, {steps} {sampling.sampler} steps, "
+            f"generated {lines} lines, {candidates} candidates, {steps} {sampler} steps, "
             f"{seconds:.1f} s, {rate:.2f} lines/s",
             file=sys.stderr,
         )
