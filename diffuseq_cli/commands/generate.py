@@ -8,7 +8,7 @@ import typer
 
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, SAMPLERS
 from ..generation.config import SAMPLER_STEPS, SamplingConfig
-from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices
+from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices, parse_gpus
 
 _DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
 _STEPS = ", ".join(f"{n} with {name}" for name, n in SAMPLER_STEPS.items())
@@ -47,6 +47,8 @@ def generate(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
     input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="N GPUs (0..N-1) or a list like 0,2; one process each, the input split among them (the output is one process's).", show_default=False)] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Processes on --device, the input split among them (the output is one process's); on a CPU one thread each unless --threads (default: one per CPU core, at most MAX).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Default: bf16 on GPUs that support it, fp32 otherwise.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="With -o: keep the lines already written and continue after them.")] = False,
     quiet: QuietOpt = False,
@@ -86,5 +88,5 @@ def generate(
         sampling, input=input, output=output, model=model, task=task, tokenizer=tokenizer, heads=heads,
         num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric.value, choice=choice, fmt=fmt.value,
         input_format=input_format.value, device=device, precision=precision.value if precision else None,
-        resume=resume, quiet=quiet,
+        resume=resume, quiet=quiet, nproc=nproc, gpus=parse_gpus(gpus),
     )

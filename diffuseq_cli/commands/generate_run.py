@@ -47,12 +47,14 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_samples, mbr, mbr_metric, choice,
-                 fmt, input_format, device, precision, resume, quiet):
+                 fmt, input_format, device, precision, resume, quiet, nproc=None, gpus=None):
     """``generate`` with its sampling settings (a ``SamplingConfig``) and the run's other options.
 
     ``choice``: the MBR choice's preferences (``avoid_copy``, ``keep_mood``, ``whole_words``; None: the model's).
+    ``nproc``/``gpus``: worker processes (``generation/parallel.py``); None: one process, or the CPU default.
     """
     from ..generation.lines import format_result, lines_done
+    from ..generation.parallel import generate_parallel, worker_devices
     from ..generation.stream import GenerateOptions, generate_stream
     from ..precision import resolve_device, resolve_precision
 
@@ -60,10 +62,12 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
         check_readable(input)
         if output and output != "-" and _same_file(Path(output), Path(input)):
             raise UsageError(f"{Path(output)} is the input file; writing to it would destroy it (choose another -o)")
-    device = resolve_device(device)
+    devices = worker_devices(device, nproc, gpus)
+    parallel = len(devices) > 1 or nproc is not None or gpus is not None
+    device = devices[0]
     precision = resolve_precision(precision, device)
-    with Spinner("loading the model", quiet):
-        loaded = load_model(model, task, tokenizer, quiet, device, heads)
+    with Spinner("loading the model", quiet):  # workers share the parent's copy, from the CPU
+        loaded = load_model(model, task, tokenizer, quiet, "cpu" if parallel else device, heads)
     sampling.check(loaded.config)
     T = loaded.config.diffusion.steps
     steps = len(sampling.visited_steps(loaded.config))  # fewer than asked when --strength starts below T-1
@@ -94,7 +98,9 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
     progress = _progress_bar(input, skip, not on_terminal(quiet) or (sink is sys.stdout and sys.stdout.isatty()))
     shown = time.perf_counter()
     try:
-        for result in generate_stream(loaded, sources, opts, start_line=skip):
+        results = (generate_parallel(loaded, sources, opts, devices, start_line=skip) if parallel
+                   else generate_stream(loaded, sources, opts, start_line=skip))
+        for result in results:
             try:
                 sink.write(format_result(result, fmt, num_samples, mbr))
                 sink.flush()
