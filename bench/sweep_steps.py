@@ -13,8 +13,9 @@ The JSONL (every candidate) goes to ``--work``; one row of scores per setting is
 ``--out``: BLEU of the MBR choice, iBLEU, the share of lines repeating a word, the share equal to
 their source (as ``diffuseq evaluate --sources`` scores them), the share of statements turned into
 questions (as ``bench/gpu_run.py``), and the wall seconds (a shared machine: for speed, compare
-side by side in one run, bench/compare_default.py). A setting already sampled on these lines (or
-on more lines from the same first line) is scored again without sampling.
+side by side in one run: bench/compare_generate.py). Lines an earlier run of the setting already
+sampled (from the same first line) are scored again, not sampled again; ``seconds`` then counts
+only the lines sampled now.
 """
 
 from __future__ import annotations
@@ -71,14 +72,17 @@ def generate(sources: list[str], first: int, sampler: str, steps: int, procs: in
             os.environ["OMP_NUM_THREADS"] = env
 
 
-def earlier(work: Path, name: str, first: int, sampler: str, steps: int, sources: list[str]) -> list[dict] | None:
-    """The records of an earlier run of this setting that began at the same line and covered these
-    sources (a longer run's first lines are the shorter run's: candidates depend on their line alone)."""
+def earlier(work: Path, name: str, first: int, sampler: str, steps: int, sources: list[str]) -> list[dict]:
+    """The records of an earlier run of this setting from the same first line, as far as they cover
+    these sources (candidates depend on their line alone: a longer run's first lines are a shorter one's)."""
+    best: list[dict] = []
     for path in sorted(work.glob(f"{name}-{first}-{sampler}-{steps}.jsonl")):
         records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()][: len(sources)]
-        if [r["src"] for r in records] == sources:
-            return records
-    return None
+        same = 0
+        while same < len(records) and records[same]["src"] == sources[same]:
+            same += 1
+        best = max(best, records[:same], key=len)
+    return best
 
 
 def score(records: list[dict], refs: list[str]) -> dict:
@@ -109,12 +113,12 @@ def main() -> int:
             for name, sources, refs, first in sets:
                 path = args.work / f"{name}-{first}-{sampler}-{steps}.jsonl"
                 records, seconds = earlier(args.work, name, first, sampler, steps, sources), None
-                if records is None:
+                if len(records) < len(sources):  # sample the lines no earlier run covered
                     t0 = time.perf_counter()
-                    text = generate(sources, first, sampler, steps, args.procs, args.model)
+                    text = generate(sources[len(records):], first + len(records), sampler, steps, args.procs, args.model)
                     seconds = round(time.perf_counter() - t0, 1)
-                    path.write_text(text, encoding="utf-8")
-                    records = [json.loads(x) for x in text.splitlines()]
+                    records += [json.loads(x) for x in text.splitlines()]
+                    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
                 row = {"set": name, "lines": len(records), "first_line": first, "sampler": sampler, "steps": steps,
                        **score(records, refs), "seconds": seconds, "procs": args.procs}
                 print(json.dumps(row), flush=True)

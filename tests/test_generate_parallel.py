@@ -19,6 +19,7 @@ import pytest
 from diffuseq_cli.errors import DiffuseqError, FieldError
 from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
 from diffuseq_cli.generation import parallel
+from diffuseq_cli.generation.config import CPU_PROCESSES
 from diffuseq_cli.generation.parallel import chunk_lines, generate_parallel, worker_devices
 from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.data import read_pairs
@@ -42,11 +43,15 @@ def gen(run, model, *args):
 
 # --- the same bytes as one process ---------------------------------------------------------------
 @pytest.mark.parametrize("args", [["-n", "3"], ["-n", "3", "--mbr"], ["-n", "2", "--mbr", "--format", "jsonl"]])
-def test_nproc_writes_the_bytes_one_process_writes(run, model, sources, tmp_path, args):
-    one, many = tmp_path / "one", tmp_path / "many"
-    assert gen(run, model, "-i", sources, "-o", one, *args)[0] == 0
+def test_nproc_writes_the_bytes_one_process_writes(run, model, sources, tmp_path, monkeypatch, args):
+    one, many, default = tmp_path / "one", tmp_path / "many", tmp_path / "default"
+    with monkeypatch.context() as one_cpu:  # the default on a one-core machine: one process, no workers
+        one_cpu.setattr(parallel, "usable_cpus", lambda: 1)
+        one_cpu.setattr(parallel, "generate_parallel", None)
+        assert gen(run, model, "-i", sources, "-o", one, *args)[0] == 0
     assert gen(run, model, "-i", sources, "-o", many, "--nproc", 3, *args)[0] == 0  # 31 lines, chunks of 8: uneven
-    assert one.read_bytes() == many.read_bytes() and one.read_bytes().count(b"\n") >= 31
+    assert gen(run, model, "-i", sources, "-o", default, *args)[0] == 0  # a worker per core (here 2)
+    assert one.read_bytes() == many.read_bytes() == default.read_bytes() and one.read_bytes().count(b"\n") >= 31
 
 
 def test_resume_with_nproc_continues_the_one_process_file(run, model, sources, tmp_path):
@@ -140,7 +145,9 @@ def test_a_worker_that_dies_is_an_error_not_a_hang():
 def test_worker_devices_and_their_checks(monkeypatch):
     assert worker_devices("cpu", 3) == ["cpu"] * 3
     monkeypatch.setattr(parallel, "usable_cpus", lambda: 8)
-    assert worker_devices("cpu") == ["cpu"] * min(8, parallel.MAX_CPU_PROCESSES)
+    assert worker_devices("cpu") == ["cpu"] * min(8, CPU_PROCESSES)
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 1)
+    assert worker_devices("cpu") == ["cpu"]
     with pytest.raises(FieldError, match="gpus"):
         worker_devices("cpu", gpus=(0,))
     with pytest.raises(FieldError, match="nproc"):

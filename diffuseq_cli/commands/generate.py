@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, SAMPLERS
-from ..generation.config import SAMPLER_STEPS, SamplingConfig
+from ..generation.config import CPU_PROCESSES, SAMPLER_STEPS, SamplingConfig
 from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices, parse_gpus
 
 _DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
@@ -48,7 +48,7 @@ def generate(
     input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="N GPUs (0..N-1) or a list like 0,2; one process each, the input split among them (the output is one process's).", show_default=False)] = None,
-    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Processes on --device, the input split among them (the output is one process's); on a CPU one thread each unless --threads (default: one per CPU core, at most MAX).", show_default=False)] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help=f"Workers on --device (this process and N-1 more), the input split among them (the output is one process's); on a CPU one thread each unless --threads (default: on a CPU one per core, at most {CPU_PROCESSES}; one on a GPU).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Default: bf16 on GPUs that support it, fp32 otherwise.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="With -o: keep the lines already written and continue after them.")] = False,
     quiet: QuietOpt = False,

@@ -20,6 +20,9 @@ from ..errors import FieldError, literal
 # model (config.json "decoding") says: 20 for DDIM (the default before models said), 10 for
 # DPM-Solver++ (DiffuSeq-v2's); ddpm takes all of the model's T.
 SAMPLER_STEPS = {"ddim": 20, "dpm++": 10}
+# `generate` on a CPU without --nproc: one worker per usable core (one thread each), at most this many;
+# on these 2 cores two one-thread workers beat one two-thread process (docs/benchmarks.md, "Processes").
+CPU_PROCESSES = 8
 
 
 @dataclass(frozen=True)
