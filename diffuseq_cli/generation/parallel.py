@@ -76,8 +76,6 @@ def chunk_lines(opts: GenerateOptions) -> int:
 
 @dataclass
 class _Chunk:
-    first: int  # its first line's number
-    lines: int
     results: deque = field(default_factory=deque)  # LineResults come in order; they wait here for their turn
     complete: bool = False
 
@@ -216,7 +214,7 @@ def _schedule(lines, opts: GenerateOptions, workers: list[_Worker], start_others
                 parts = 1 if len(buffer) >= size else min(len(free), len(buffer), CHUNKS_PER_WORKER * len(workers) - len(chunks))
                 cut = [len(buffer) * i // parts for i in range(parts + 1)]
                 for worker, lo, hi in zip(free, cut, cut[1:]):
-                    chunks[next_chunk] = _Chunk(next_line, hi - lo)
+                    chunks[next_chunk] = _Chunk()
                     worker.inbox.put((next_chunk, next_line, buffer[lo:hi]))
                     worker.out.append(next_chunk)
                     worker.served += 1
