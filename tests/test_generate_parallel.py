@@ -20,7 +20,7 @@ from diffuseq_cli.errors import DiffuseqError, FieldError
 from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
 from diffuseq_cli.generation import parallel
 from diffuseq_cli.generation.config import CPU_PROCESSES
-from diffuseq_cli.generation.parallel import chunk_lines, generate_parallel, worker_devices
+from diffuseq_cli.generation.parallel import generate_parallel, worker_devices
 from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.data import read_pairs
 from helpers_processes import marked_env, none_left
@@ -83,7 +83,7 @@ def test_lines_stream_out_and_the_input_is_read_only_ahead_of_the_workers(model)
     expected = list(generate_stream(loaded, SOURCES[:3], opts))
     assert [r.candidates for r in first] == [r.candidates for r in expected]
     # read ahead: the reader's queue, a chunk being filled and two chunks out per worker, no more
-    size = chunk_lines(opts)
+    size = opts.window
     assert consumed[0] <= max(2 * size, 64) + size + 2 * parallel.CHUNKS_PER_WORKER * size + 2
 
 

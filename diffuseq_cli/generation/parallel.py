@@ -2,7 +2,7 @@
 byte-identical to one process's.
 
 The parent reads the input and hands out consecutive chunks of lines (as many as one process
-keeps pending, ``stream.GenerateOptions``) to the workers: worker 0 is a thread of the parent on
+keeps pending, ``GenerateOptions.window``) to the workers: worker 0 is a thread of the parent on
 the model it has loaded, the others are processes, started once there is more than one chunk of
 work (a short input costs no start-up), that get the model through shared memory
 (``torch.multiprocessing``) on their own device. CPU workers run one
@@ -48,9 +48,9 @@ POLL_SECONDS = 0.02  # how often the parent looks at the input and the results w
 
 
 def worker_devices(device: str, nproc: int | None = None, gpus: tuple[int, ...] | None = None) -> list[str]:
-    """One torch device per worker process: ``gpus`` (one process per listed GPU) or ``nproc`` on ``device``.
+    """One torch device per worker: ``gpus`` (one per listed GPU) or ``nproc`` on ``device``.
 
-    ``nproc`` None: one process, or on a CPU one per usable core (at most ``config.CPU_PROCESSES``).
+    ``nproc`` None: one, or on a CPU one per usable core (at most ``config.CPU_PROCESSES``).
     """
     if gpus:
         if device == "cpu":
@@ -65,13 +65,6 @@ def worker_devices(device: str, nproc: int | None = None, gpus: tuple[int, ...] 
     if nproc is None:
         nproc = min(usable_cpus(), CPU_PROCESSES) if resolved == "cpu" else 1
     return [resolved] * nproc
-
-
-def chunk_lines(opts: GenerateOptions) -> int:
-    """Lines per chunk: as many as one process keeps unfinished (``generate_stream``'s window)."""
-    n = opts.num_samples
-    batch = max(n, opts.sampling.batch_size // n * n)
-    return opts.max_pending or max(4 * batch // n, 8)
 
 
 @dataclass
@@ -165,7 +158,7 @@ def _schedule(lines, opts: GenerateOptions, workers: list[_Worker], start_others
 
     ``start_others()`` starts the other workers: called when a chunk is ready and every worker has
     one already (an input of one chunk, such as one line, costs no start-up)."""
-    size = chunk_lines(opts)
+    size = opts.window  # lines per chunk: as many as one process keeps unfinished
     reader = _Reader(lines, maxsize=max(2 * size, 64))
     chunks: dict[int, _Chunk] = {}
     buffer: list[str] = []
