@@ -18,8 +18,8 @@ the stages before):
    the share of statements turned into questions, as ``diffuseq evaluate`` scores them.
 4. ``cuda_tests``: ``pytest -m cuda`` (batch-invariant sampling, bf16 against fp32, ``--gpus 1``
    with resume, a GPU-trained model on CPU); they skip where there is no CUDA.
-5. ``throughput``: generation lines/s (``-n 10 --mbr``: ddim 20 steps, the embedded model's
-   default sampler and steps, and that through ``generate --gpus 1``'s worker process) at the small and base presets
+5. ``throughput``: generation lines/s (``-n 10 --mbr``: ddim over 20 steps, dpm++ over the embedded
+   model's default steps, and that through ``generate --gpus 1``) at the small and base presets
    with random weights, and training tokens/s and model FLOPs utilisation (bf16 on a GPU), with
    and without ``torch.compile``.
 
@@ -139,8 +139,8 @@ def _sources(n: int) -> list[str]:
 
 def generation_throughput(device: str, preset: str, lines: int, work: Path, precision: str,
                           sampler: str = "ddim", steps: int = 20, workers: int = 0) -> dict:
-    """Lines/s of ``-n 10 --mbr`` with ``sampler`` over ``steps``; ``workers`` > 0: through worker
-    processes on ``device`` (``generate --gpus 1`` on a GPU, ``--nproc 1`` on a CPU), start-up included."""
+    """Lines/s of ``-n 10 --mbr`` with ``sampler`` over ``steps``; ``workers`` > 0: through ``generate
+    --gpus N``'s workers on ``device`` (``generate_parallel``: the first a thread of this process)."""
     import torch
 
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
@@ -160,8 +160,7 @@ def generation_throughput(device: str, preset: str, lines: int, work: Path, prec
             return generate_parallel(loaded, texts, opts, [device] * workers)
         return generate_stream(loaded, texts, opts)
 
-    if not workers:
-        list(run(srcs[: max(2, lines // 8)]))  # warm-up (kernels, allocator); a worker's start is part of its cost
+    list(run(srcs[: max(2, lines // 8)]))  # warm-up (kernels, allocator)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -172,15 +171,13 @@ def generation_throughput(device: str, preset: str, lines: int, work: Path, prec
 
 
 def generation_settings() -> list[tuple[str, int, int]]:
-    """(sampler, steps, worker processes): the old default (ddim, 20 steps), the embedded model's
-    (config.json "decoding"), and that again through ``generate --gpus 1``'s worker (its start counted)."""
+    """(sampler, steps, workers): ddim over 20 steps, dpm++ over the embedded model's default steps
+    (config.json "decoding"), and that again through ``generate --gpus 1``'s worker."""
     from diffuseq_cli.generation import SamplingConfig
     from diffuseq_cli.modelfiles.folder import read_config
 
-    own = read_config(EMBEDDED)
-    default = SamplingConfig()
-    sampler, steps = default.sampler_for(own), default.steps_for(own)
-    return [("ddim", 20, 0), (sampler, steps, 0), (sampler, steps, 1)]
+    steps = SamplingConfig().steps_for(read_config(EMBEDDED))
+    return [("ddim", 20, 0), ("dpm++", steps, 0), ("dpm++", steps, 1)]
 
 
 def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> tuple:
