@@ -45,6 +45,7 @@ from .stream import _END, GenerateOptions, LineResult, _Reader, generate_stream
 
 CHUNKS_PER_WORKER = 2  # out at once: one sampled, one waiting, so a worker never idles between chunks
 POLL_SECONDS = 0.02  # how often the parent looks at the input and the results while both are quiet
+THREAD_STOP_SECONDS = 60.0  # at most this long for worker 0 (a thread) to reach its next result when stopped
 
 
 def worker_devices(device: str, nproc: int | None = None, gpus: tuple[int, ...] | None = None) -> list[str]:
@@ -252,7 +253,10 @@ def _stop(workers: list[_Worker]) -> None:
     for worker in workers:
         process = worker.handle
         if isinstance(process, threading.Thread):
-            continue  # a daemon thread that stops at its next result or chunk
+            # It stops at its next result: wait for that, since a thread still inside torch when the
+            # interpreter exits can abort it (OpenMP's pool torn down under it).
+            process.join(timeout=THREAD_STOP_SECONDS)
+            continue
         if worker.served:
             process.join(timeout=max(0.0, deadline - time.monotonic()))
         if process.is_alive():
@@ -281,10 +285,11 @@ def _serve(loaded: LoadedModel, opts: GenerateOptions, threads: int, inbox, resu
     try:
         torch.set_num_threads(threads)  # per thread too: OpenMP's thread count is a thread's own setting
         _place(loaded, opts.device)
-        while (task := inbox.get()) is not None:
+        halted = stopped.is_set if stopped is not None else (lambda: False)
+        while (task := inbox.get()) is not None and not halted():
             chunk, first, texts = task
             for result in generate_stream(loaded, texts, opts, start_line=first):
-                if stopped is not None and stopped.is_set():
+                if halted():
                     return
                 results.put((chunk, result))
             results.put((chunk, None))
