@@ -19,7 +19,8 @@ the stages before):
 4. ``cuda_tests``: ``pytest -m cuda`` (batch-invariant sampling, bf16 against fp32, ``--gpus 1``
    with resume, a GPU-trained model on CPU); they skip where there is no CUDA, and on CUDA the
    stage fails unless every one of them ran and passed.
-5. ``throughput``: generation lines/s (20 steps, ``-n 10 --mbr``) at the small and base presets
+5. ``throughput``: generation lines/s (``-n 10 --mbr``: ddim over 20 steps, dpm++ over the embedded
+   model's default steps, and that through ``generate --gpus 1``) at the small and base presets
    with random weights, and training tokens/s and model FLOPs utilisation (bf16 on a GPU), with
    and without ``torch.compile`` (the timed batches are first run untimed, so that no compile
    for a new batch length lands in the timing).
@@ -179,27 +180,47 @@ def _sources(n: int) -> list[str]:
     return [json.loads(x)["src"] for x in data_paths()["valid"].read_text().splitlines()[:n]]
 
 
-def generation_throughput(device: str, preset: str, lines: int, work: Path, precision: str) -> dict:
+def generation_throughput(device: str, preset: str, lines: int, work: Path, precision: str,
+                          sampler: str = "ddim", steps: int = 20, workers: int = 0) -> dict:
+    """Lines/s of ``-n 10 --mbr`` with ``sampler`` over ``steps``; ``workers`` > 0: through ``generate
+    --gpus N``'s workers on ``device`` (``generate_parallel``: the first a thread of this process)."""
     import torch
 
     from diffuseq_cli.generation import GenerateOptions, SamplingConfig, generate_stream
+    from diffuseq_cli.generation.parallel import generate_parallel
     from diffuseq_cli.modelfiles.folder import load_model_folder
     from helpers_models import build_tiny_model
 
     folder = build_tiny_model(work / f"gen-{preset}", preset_name=preset, vocab_size=8000, seq_len=64, steps=2000)
-    loaded = load_model_folder(folder, device=device)
+    loaded = load_model_folder(folder, device="cpu" if workers else device)
     batch = 640 if device.startswith("cuda") else 64
-    opts = GenerateOptions(num_samples=10, mbr=True, sampling=SamplingConfig(steps=20, batch_size=batch),
+    opts = GenerateOptions(num_samples=10, mbr=True, sampling=SamplingConfig(sampler=sampler, steps=steps, batch_size=batch),
                            device=device, precision=precision)
     srcs = _sources(lines)
-    list(generate_stream(loaded, srcs[: max(2, lines // 8)], opts))  # warm-up (kernels, allocator)
+
+    def run(texts):
+        if workers:
+            return generate_parallel(loaded, texts, opts, [device] * workers)
+        return generate_stream(loaded, texts, opts)
+
+    list(run(srcs[: max(2, lines // 8)]))  # warm-up (kernels, allocator)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    n = sum(1 for _ in generate_stream(loaded, srcs, opts))
+    n = sum(1 for _ in run(srcs))
     seconds = time.perf_counter() - t0
-    return {"preset": preset, "lines": n, "seconds": round(seconds, 2), "lines_per_s": round(n / seconds, 2),
-            "parameters": loaded.model.num_parameters()}
+    return {"preset": preset, "sampler": sampler, "steps": steps, "workers": workers, "lines": n,
+            "seconds": round(seconds, 2), "lines_per_s": round(n / seconds, 2), "parameters": loaded.model.num_parameters()}
+
+
+def generation_settings() -> list[tuple[str, int, int]]:
+    """(sampler, steps, workers): ddim over 20 steps, dpm++ over the embedded model's default steps
+    (config.json "decoding"), and that again through ``generate --gpus 1``'s worker."""
+    from diffuseq_cli.generation import SamplingConfig
+    from diffuseq_cli.modelfiles.folder import read_config
+
+    steps = SamplingConfig().steps_for(read_config(EMBEDDED))
+    return [("ddim", 20, 0), ("dpm++", steps, 0), ("dpm++", steps, 1)]
 
 
 def _timed_steps(cfg, device: str, steps: int, compile_model: bool = False) -> tuple:
@@ -254,7 +275,8 @@ def training_throughput(device: str, preset: str, batch: int, steps: int, compil
 def throughput_stage(device: str, tiny: bool, work: Path, precision: str, compile_too: bool = True) -> dict:
     try_compile = device.startswith("cuda") and compile_too
     presets = ["tiny"] if tiny else ["small", "base"]
-    gen = [generation_throughput(device, p, 8 if tiny else 256, work, precision) for p in presets]
+    gen = [generation_throughput(device, p, 8 if tiny else 256, work, precision, *setting)
+           for p in presets for setting in generation_settings()]
     train = []
     for p in presets:
         batch = 8 if tiny else (1024 if p == "small" else 256)

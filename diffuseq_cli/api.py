@@ -74,7 +74,8 @@ class DiffuSeq:
         """Run the reverse process from z_T (B, L, d) given ids (B, L) and target_mask (B, L) (True/1 on generated positions).
 
         ``steps``: a number of evenly spaced steps, an explicit descending list of timesteps, or None (all T).
-        ``generator`` drives the noise of stochastic samplers (ddpm, or ddim with eta > 0).
+        ``sampler``: ddim, dpm++ (DPM-Solver++(2M)) or ddpm. ``generator`` drives the noise of
+        stochastic samplers (ddpm, or ddim with eta > 0).
         ``rounding``: "l2", "logits", "soft" or "none" (True/False: l2/none); None: the model's own.
         """
         T = self.diffusion.num_steps
@@ -94,8 +95,8 @@ class DiffuSeq:
         """``num_samples`` candidates per source, in order; deterministic for a given seed.
 
         ``options`` are :class:`~diffuseq_cli.generation.config.SamplingConfig` fields, the same
-        settings as ``diffuseq generate``'s options and with the same defaults (20 DDIM steps,
-        the model's own length sizing, rounding, re-masking and dedup): ``steps``, ``sampler``,
+        settings as ``diffuseq generate``'s options and with the same defaults (the model's own
+        sampler and steps, length sizing, rounding, re-masking and dedup; 20 DDIM steps for older models): ``steps``, ``sampler``,
         ``seed``, ``length``, ``lengths``, ``rounding``, ``strength``, ``remask``,
         ``remask_schedule``, ``remask_repeats``, ``dedup``, ``batch_size``, ``eta``. ``config``:
         a whole SamplingConfig to start from instead of the defaults.

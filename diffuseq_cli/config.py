@@ -24,7 +24,7 @@ ABSORBING_KINDS = ("replace", "v2")
 REGIONS = ("padded", "exact")
 # Sampling choices (generation.config.SamplingConfig checks against these; the classes and
 # strategies they name live in core/samplers.py, core/rounding.py and core/remasking.py).
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpm++")
 PRECISIONS = ("fp32", "bf16", "fp16")  # of training and sampling (precision.autocast)
 LENGTH_MODES = ("predict", "auto", "full")
 REMASK_SCHEDULES = ("trained", "linear")
@@ -133,6 +133,11 @@ class DecodingConfig:
     Older folders have none of it and decode as before.
     """
 
+    # The sampler and its steps (``generate --sampler/--steps``): the fewest steps that lose nothing
+    # against many, measured for this model (docs/benchmarks.md). None: the sampler's own default
+    # (generation.config.SAMPLER_STEPS), as for older folders.
+    sampler: str = "ddim"
+    steps: int | None = None
     lengths: int = 1  # the length beam of --length predict (candidate k takes the (k mod K)-th likeliest length)
     dedup: bool = False  # collapse runs of the same word in the decoded text
     avoid_copy: bool = False  # with MBR: the best candidate that is not the source itself (paraphrasing)
@@ -142,6 +147,10 @@ class DecodingConfig:
     def __post_init__(self):
         if self.lengths < 1:
             raise ValueError("decoding.lengths must be positive")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown decoding.sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError("decoding.steps must be positive")
 
 
 @dataclass(frozen=True)

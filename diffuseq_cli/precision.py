@@ -27,6 +27,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_gpus(gpus: tuple[int, ...]) -> None:
+    """``--gpus`` device ids against this machine's CUDA devices (``train`` and ``generate``)."""
+    if not torch.cuda.is_available():
+        raise FieldError("{gpus} was given, but no CUDA GPU is available (use {nproc} N for CPU processes)")
+    if max(gpus) >= torch.cuda.device_count():
+        raise FieldError(f"{{gpus}} {','.join(map(str, gpus))}: this machine has {torch.cuda.device_count()} GPU(s)")
+
+
 def resolve_precision(requested: str | None, device: torch.device | str) -> str:
     """The precision to use: the requested one, else bf16 on capable CUDA devices, else fp32."""
     if requested:

@@ -10,7 +10,7 @@ import torch
 from diffuseq_cli.config import DiffusionConfig, preset
 from diffuseq_cli.core.diffusion import V2_STATE_PENALTY, Diffusion, absorbing_positions
 from diffuseq_cli.core.remasking import Remasking, repeated_words
-from diffuseq_cli.core.samplers import DDIMSampler
+from diffuseq_cli.core.samplers import DDIMSampler, DPMSolverPP
 from diffuseq_cli.core.sampling import sample_loop, start_from_noise
 
 T = 100
@@ -102,6 +102,22 @@ def test_v2_sampling_starts_at_the_state_and_steps_the_centred_process():
     eps = (z_T - m - a99**0.5 * -m) / (1 - a99) ** 0.5
     expected = m + a50**0.5 * -m + (1 - a50) ** 0.5 * eps
     assert torch.allclose(model.seen[1][:, 2:], expected[:, 2:], atol=1e-5)
+
+
+def test_v2_dpm_solver_steps_the_centred_process():
+    diff = Diffusion(DiffusionConfig(steps=T, absorbing=0.5, absorbing_kind="v2"))
+    model = _Spy()
+    m = model.absorbing_state.detach()
+    z_T = start_from_noise(model, diff, torch.randn(1, 6, 4, generator=torch.Generator().manual_seed(4)), T - 1)
+    mask = torch.zeros(1, 6, dtype=torch.bool)
+    mask[:, 2:] = True
+    steps = [99, 60, 30, 0]
+    sample_loop(model, diff, z_T, torch.zeros_like(z_T), mask, steps, DPMSolverPP(), rounding="none")
+    # The same solver on z - m, by hand: the spy's estimate 0 is -m in the centred process.
+    solver, z = DPMSolverPP(), z_T - m
+    for i, t in enumerate(steps[:-1]):
+        z = solver.step(-m.expand_as(z), z, diff.alphas_cumprod[t].float(), diff.alphas_cumprod[steps[i + 1]].float())
+        assert torch.allclose(model.seen[i + 1][:, 2:], (z + m)[:, 2:], atol=1e-5)
 
 
 def test_v2_remasking_puts_the_state_itself_back():

@@ -64,7 +64,20 @@ def test_generate_maps_the_run_options(generate_call):
     kw = generate_call["kwargs"]
     assert kw == dict(input="a.txt", output="b.txt", model="folder", task=None, tokenizer="vocab.txt", heads=4,
                       num_samples=3, mbr=True, mbr_metric="chrf", choice={"avoid_copy": False, "keep_mood": True, "whole_words": False}, fmt="jsonl", input_format="text",
-                      device="cpu", precision="bf16", resume=True, quiet=True)
+                      device="cpu", precision="bf16", resume=True, quiet=True, nproc=None, gpus=None)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--nproc", "3"], (3, None)), (["--gpus", "0,2"], (None, (0, 2))), (["--gpus", "2"], (None, (0, 1))),
+])
+def test_generate_maps_the_process_options(generate_call, argv, expected):
+    _call(["generate", "-i", "a.txt", *argv])
+    assert (generate_call["kwargs"]["nproc"], generate_call["kwargs"]["gpus"]) == expected
+
+
+def test_generate_maps_the_dpm_sampler(generate_call):
+    _call(["generate", "-i", "a.txt", "--sampler", "dpm++"])
+    assert generate_call["args"] == (SamplingConfig(sampler="dpm++"),)
 
 
 @pytest.mark.parametrize("argv, message", [

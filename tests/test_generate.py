@@ -110,7 +110,7 @@ def _z0_per_row(loaded, work, opts, order, size):
     return rows
 
 
-@pytest.mark.parametrize("sampler,model", [("ddim", "tiny"), ("ddpm", "tiny"), ("ddim", "tiny_segment")])
+@pytest.mark.parametrize("sampler,model", [("ddim", "tiny"), ("ddpm", "tiny"), ("ddim", "tiny_segment"), ("dpm++", "tiny_segment")])
 def test_a_rows_arithmetic_does_not_depend_on_its_batch(sampler, model, request):
     # Bit for bit, not only tokens: every intermediate z_0 estimate of a row is the same whatever
     # the batch size and whichever rows share its batch. Without the one-row time MLP (in the

@@ -16,6 +16,7 @@ from diffuseq_cli.cli import main
 from diffuseq_cli.modelfiles import tasks
 from diffuseq_cli.training.data import read_pairs
 from helpers_models import build_tiny_model
+from helpers_processes import marked_env, none_left
 from paths import OFFICIAL_TINY, QQP_VALID, require_shared
 
 require_shared(module=True)
@@ -146,7 +147,8 @@ def test_an_over_long_line_is_truncated_with_a_warning_count(run, model, tmp_pat
     assert [json.loads(line)["truncated"] for line in out.splitlines()] == [False, True, True]
 
 
-def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("procs", [[], ["--nproc", "2"]])  # worker processes finish every line before the bad one too
+def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, model, tmp_path, monkeypatch, procs):
     """From a file, a bad line anywhere fails before any work and touches no output; from a stream,
     every line before it is finished and kept, and --resume continues after them."""
     import io
@@ -156,17 +158,17 @@ def test_a_bad_line_late_in_the_input_keeps_the_finished_lines_for_resume(run, m
     data = ("\n".join(good) + "\n").encode() + b"second \xff\xfe line\nthird\n"
     path.write_bytes(data)
     out_file = tmp_path / "out.txt"
-    code, out, err = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4)
+    code, out, err = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4, *procs)
     assert code == 1 and "bad.txt:41" in err and "UTF-8" in err and "Traceback" not in err
     assert not out_file.exists() and "finished lines" not in err
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
-    code, out, err = gen(run, model, "-i", "-", "-o", out_file, "--batch-size", 4)
+    code, out, err = gen(run, model, "-i", "-", "-o", out_file, "--batch-size", 4, *procs)
     assert code == 1 and "<stdin>:41" in err and "UTF-8" in err
     kept = out_file.read_text().splitlines()
     assert len(kept) == 40 and f"40 finished lines are in {out_file}" in err and "--resume" in err
     # fixed input, --resume: the same file as one clean run
     path.write_text("\n".join(good + ["second line", "third"]) + "\n")
-    code, _, _ = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4, "--resume")
+    code, _, _ = gen(run, model, "-i", path, "-o", out_file, "--batch-size", 4, "--resume", *procs)
     clean = tmp_path / "clean.txt"
     assert code == 0 and gen(run, model, "-i", path, "-o", clean)[0] == 0
     assert out_file.read_bytes() == clean.read_bytes()
@@ -191,15 +193,18 @@ def test_option_errors_are_usage_errors(run, model, sources, tmp_path):
     assert code == 2 and "T = 50" in err
 
 
-def test_head_ends_the_pipeline_quietly(model, sources, tmp_path):
+@pytest.mark.parametrize("procs", ["", "--nproc 2"])
+def test_head_ends_the_pipeline_quietly(model, sources, tmp_path, procs):
     many = tmp_path / "many.txt"
     many.write_text("\n".join(SOURCES * 10) + "\n", encoding="utf-8")
     cmd = (f"set -o pipefail; {shlex.quote(sys.executable)} -m diffuseq_cli generate -m {shlex.quote(model)} "
-           f"-i {shlex.quote(str(many))} --steps 2 -b 8 | head -1")
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, timeout=300)
+           f"-i {shlex.quote(str(many))} --steps 2 -b 8 {procs} | head -1")
+    env, mark = marked_env()
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 1
     assert "Traceback" not in r.stderr and "Error" not in r.stderr
+    assert none_left(mark)  # the command and its workers, if any, have ended
 
 
 # --- resume ------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ PACKAGE = Path(diffuseq_cli.__file__).parent
 
 # Higher imports lower; a folder (a subpackage) is one layer.
 LAYERS = {
-    "errors": 0, "_version": 0, "threads": 0,
+    "errors": 0, "_version": 0, "threads": 0, "processes": 0,
     "config": 1, "textio": 1, "precision": 1,
     "core": 2,
     "modelfiles": 3, "evaluation": 3,

@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, SAMPLERS
-from ..generation.config import DEFAULT_DDIM_STEPS, SamplingConfig
+from ..generation.config import CPU_PROCESSES, SAMPLER_STEPS, SamplingConfig
 from ..modelfiles.tasks import DEFAULT_TASK, TASKS
 from .help import HelpOpt
-from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices
+from .options import DeviceOpt, InputFormat, MBRMetric, NumSamplesOpt, OutputFormat, OutputOpt, Precision, QuietOpt, Rounding, SeedOpt, choices, parse_gpus
 
 _DEFAULT = SamplingConfig()  # every sampling default, shown in --help (generation/config.py)
+_STEPS = ", ".join(f"{n} with {name}" for name, n in SAMPLER_STEPS.items())
 _TASKS_HELP = (f"Use this task's model when --model is not given: {', '.join(t.name for t in TASKS.values() if t.spec)}; "
                f"no model yet: {', '.join(t.name for t in TASKS.values() if not t.spec)} (default: {DEFAULT_TASK}).")
 
@@ -35,8 +36,8 @@ def generate(
     keep_mood: Annotated[Optional[bool], typer.Option("--keep-mood/--any-mood", help="With --mbr: prefer candidates that keep the source's mood: a question's a question, a statement's a statement (default: the model's).", show_default=False)] = None,
     whole_words: Annotated[Optional[bool], typer.Option("--whole-words/--any-words", help="With --mbr: prefer the candidates with the fewest made-up words (words neither in the source nor whole in the model's vocabulary, e.g. \"goodologist\") (default: the model's).", show_default=False)] = None,
     mbr_metric: Annotated[MBRMetric, typer.Option("--mbr-metric", help="Utility between candidates for --mbr.")] = MBRMetric.bleu,
-    steps: Annotated[Optional[int], typer.Option("--steps", help=f"Denoising steps, up to the model's T (default: {DEFAULT_DDIM_STEPS} with ddim, T with ddpm).")] = None,
-    sampler: Annotated[Sampler, typer.Option("--sampler", help="ddim: deterministic, any number of steps; ddpm: ancestral.")] = Sampler(_DEFAULT.sampler),
+    steps: Annotated[Optional[int], typer.Option("--steps", help=f"Denoising steps, up to the model's T (default: the model's own for its sampler, in its config.json \"decoding\"; else {_STEPS}, T with ddpm).", show_default=False)] = None,
+    sampler: Annotated[Optional[Sampler], typer.Option("--sampler", help="ddim: deterministic, any number of steps; dpm++: DPM-Solver++(2M), deterministic, second order (DiffuSeq-v2's sampler); ddpm: ancestral (default: the model's; ddim for older models).", show_default=False)] = None,
     length: Annotated[Optional[Length], typer.Option("--length", help="predict: the target region is exactly the length the model's length head predicts; auto: sized from the model's length statistics, padded; full: always seq_len (the official layout) (default: predict for models with a length head, else auto).", show_default=False)] = None,
     lengths: Annotated[Optional[int], typer.Option("--lengths", help="With --length predict: spread the -n candidates over this many most likely lengths (a length beam; MBR picks among all) (default: the model's).", show_default=False)] = None,
     rounding: Annotated[Optional[Rounding], typer.Option("--rounding", help="Round each z_0 estimate to words by l2 (the nearest embedding), logits (the head's argmax), soft (the embeddings averaged under the head's probabilities) or none (default: the model's own).")] = None,
@@ -50,6 +51,8 @@ def generate(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text: the chosen candidate per line (-n lines per source without --mbr); jsonl: one object per source.")] = OutputFormat.text,
     input_format: Annotated[InputFormat, typer.Option("--input-format", help="auto: JSONL when the first non-empty line starts with '{'.")] = InputFormat.auto,
     device: DeviceOpt = "auto",
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="N GPUs (0..N-1) or a list like 0,2; one process each, the input split among them (the output is one process's).", show_default=False)] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help=f"Workers on --device (this process and N-1 more), the input split among them (the output is one process's); on a CPU one thread each unless --threads (default: on a CPU one per core, at most {CPU_PROCESSES}; one on a GPU).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Default: bf16 on GPUs that support it, fp32 otherwise.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="With -o: keep the lines already written and continue after them.")] = False,
     quiet: QuietOpt = False,
@@ -82,7 +85,7 @@ def generate(
         if value and not mbr:
             raise UsageError(f"--{name.replace('_', '-')} chooses among candidates: it needs --mbr")
     sampling = SamplingConfig(
-        steps=steps, sampler=sampler.value, seed=seed, length=length.value if length else None, lengths=lengths,
+        steps=steps, sampler=sampler.value if sampler else None, seed=seed, length=length.value if length else None, lengths=lengths,
         rounding=rounding.value if rounding else None, strength=strength, remask=remask,
         remask_schedule=remask_schedule.value, remask_repeats=remask_repeats, dedup=dedup, batch_size=batch_size,
     )
@@ -90,5 +93,5 @@ def generate(
         sampling, input=input, output=output, model=model, task=task, tokenizer=tokenizer, heads=heads,
         num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric.value, choice=choice, fmt=fmt.value,
         input_format=input_format.value, device=device, precision=precision.value if precision else None,
-        resume=resume, quiet=quiet,
+        resume=resume, quiet=quiet, nproc=nproc, gpus=parse_gpus(gpus),
     )

@@ -70,10 +70,11 @@ def _count(n: int, word: str) -> str:
 
 
 def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_samples, mbr, mbr_metric, choice,
-                 fmt, input_format, device, precision, resume, quiet):
+                 fmt, input_format, device, precision, resume, quiet, nproc=None, gpus=None):
     """``generate`` with its sampling settings (a ``SamplingConfig``) and the run's other options.
 
     ``choice``: the MBR choice's preferences (``avoid_copy``, ``keep_mood``, ``whole_words``; None: the model's).
+    ``nproc``/``gpus``: worker processes (``generation/parallel.py``); None: one process, or the CPU default.
     """
     from ..generation.lines import format_result
     from ..generation.output import OutputShape, ResultFile
@@ -88,19 +89,23 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
             print(results.note, file=sys.stderr)
     skip = results.kept if results else 0
     total = _check_input(input, input_format)
+    from ..generation.parallel import generate_parallel, worker_devices
     from ..generation.stream import GenerateOptions, generate_stream
-    from ..precision import resolve_device, resolve_precision
+    from ..precision import resolve_precision
 
-    device = resolve_device(device)
+    devices = worker_devices(device, nproc, gpus)
+    parallel = len(devices) > 1 or nproc is not None or gpus is not None
+    device = devices[0]
     precision = resolve_precision(precision, device)
     opts = GenerateOptions(num_samples=num_samples, mbr=mbr, mbr_metric=mbr_metric, **choice,
                            sampling=sampling, device=device, precision=precision)
-    with Spinner("loading the model", quiet):
-        loaded = load_model(model, task, tokenizer, quiet, device, heads)
+    with Spinner("loading the model", quiet):  # workers share the parent's copy, from the CPU
+        loaded = load_model(model, task, tokenizer, quiet, "cpu" if parallel else device, heads)
     sampling.check(loaded.config)
     T = loaded.config.diffusion.steps
-    steps = len(sampling.visited_steps(T))  # fewer than asked when --strength starts below T-1
-    if sampling.sampler == "ddpm" and steps != T and not quiet:
+    steps = len(sampling.visited_steps(loaded.config))  # fewer than asked when --strength starts below T-1
+    sampler = sampling.sampler_for(loaded.config)
+    if sampler == "ddpm" and steps != T and not quiet:
         print(f"note: ddpm over {steps} of {T} steps uses the respaced schedule", file=sys.stderr)
     sources = _sources(input, input_format)
     if skip:
@@ -128,11 +133,17 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
             raise DiffuseqError(f"<stdout>: cannot write ({exc.strerror or exc})") from None
 
     try:
-        for result in generate_stream(loaded, sources, opts, start_line=skip, on_batch=on_batch):
+        if parallel:  # the workers' batches are theirs: the ETA counts lines (consecutive chunks, each sorted alike)
+            results_in = generate_parallel(loaded, sources, opts, devices, start_line=skip)
+        else:
+            results_in = generate_stream(loaded, sources, opts, start_line=skip, on_batch=on_batch)
+        for result in results_in:
             write(format_result(result, fmt, num_samples, mbr))
             tally.add(result)
-            rate = tally.lines / max(time.perf_counter() - start, 1e-9)
-            progress.update(advance=1, description="generating", rate=f"{rate:.2f} lines/s")
+            elapsed = time.perf_counter() - start
+            rate = tally.lines / max(elapsed, 1e-9)
+            eta = {} if not parallel or total is None else {"eta": eta_text(tally.lines, total - skip - tally.lines, elapsed)}
+            progress.update(advance=1, description="generating", rate=f"{rate:.2f} lines/s", **eta)
         if results is not None:
             results.finish()
     except BrokenPipeError:  # the reader went away (`| head -1`): stop quietly
@@ -162,7 +173,7 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
         blank = f" ({tally.blank} blank, passed through as blank lines)" if tally.blank else ""
         rate = tally.lines / seconds if seconds > 0 else 0.0
         print(f"generated {_count(tally.lines, 'line')}{blank}, {_count(tally.candidates, 'candidate')}, "
-              f"{steps} {sampling.sampler} steps, {seconds:.1f} s, {rate:.2f} lines/s", file=sys.stderr)
+              f"{steps} {sampler} steps, {seconds:.1f} s, {rate:.2f} lines/s", file=sys.stderr)
 
 
 # The ETA counts model calls: lines come out in input order, most of them in bursts late in the

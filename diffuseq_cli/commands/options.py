@@ -6,10 +6,33 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import PRECISIONS, ROUNDINGS
+from ..errors import UsageError
 
 # Library settings whose flag is not "--" + the field's name with dashes.
 _FLAGS = {"model_overrides": "--config", "eval_bleu_every": "--eval-every", "num_heads": "--heads",
           "per_line": "--num-samples"}
+
+
+def parse_gpus(value: str | None) -> tuple[int, ...] | None:
+    """``--gpus`` of ``train`` and ``generate``: a count N (devices 0..N-1) or a comma-separated list of device ids."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if "," in text:
+            ids = tuple(int(v) for v in text.split(",") if v.strip())
+        else:
+            count = int(text)
+            if count < 0:
+                raise ValueError
+            ids = tuple(range(count))
+    except ValueError:
+        raise UsageError(f"--gpus takes a count (4) or a list of device ids (0,2), not {value!r}") from None
+    if any(i < 0 for i in ids):
+        raise UsageError(f"--gpus takes non-negative numbers, not {value!r}")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus lists a device twice: {value!r}")
+    return ids
 
 
 def flag_name(field: str) -> str:

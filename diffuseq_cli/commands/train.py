@@ -10,7 +10,7 @@ import typer
 from ..errors import UsageError
 from ..training.config import DEFAULT_LENGTH_LOSS, DEFAULT_PRESET, default, describe_default
 from .help import HelpOpt
-from .options import PrecisionOpt, QuietOpt, Rounding
+from .options import PrecisionOpt, QuietOpt, Rounding, parse_gpus
 
 EPILOG = """Examples:
 
@@ -29,28 +29,6 @@ Options left out take the recipe's value (or the --config file's "train" section
 resuming, the run's saved settings. Every option is described in docs/training-cli.md of
 the source repository.
 """
-
-
-def parse_gpus(value: str | None) -> tuple[int, ...] | None:
-    """``--gpus``: a count N (devices 0..N-1) or a comma-separated list of device ids."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        if "," in text:
-            ids = tuple(int(v) for v in text.split(",") if v.strip())
-        else:
-            count = int(text)
-            if count < 0:
-                raise ValueError
-            ids = tuple(range(count))
-    except ValueError:
-        raise UsageError(f"--gpus takes a count (4) or a list of device ids (0,2), not {value!r}") from None
-    if any(i < 0 for i in ids):
-        raise UsageError(f"--gpus takes non-negative numbers, not {value!r}")
-    if len(set(ids)) != len(ids):
-        raise UsageError(f"--gpus lists a device twice: {value!r}")
-    return ids
 
 
 def _opt(*names: str, help: str, field: str | None = None):

@@ -2,7 +2,8 @@
 or the expected embedding under the head (soft); and the head's confidence, which re-masking reads.
 
 The vocabulary is scored in row blocks (``_row_blocks``), so results never depend on how many
-rows a batch holds.
+rows a batch holds, and only on the target part's positions (``TargetRows``): anchoring
+overwrites the source part, so scoring it would be half the work for nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,30 @@ from __future__ import annotations
 import torch
 
 from ..config import ROUNDINGS
+
+
+ROW_MULTIPLE = 8  # matrix products over a multiple of 8 rows give each row the same bits (generation/batches.py)
+
+
+class TargetRows:
+    """The target part of a (B, L) batch as one list of rows, padded to a multiple of ROW_MULTIPLE
+    with copies of its first row (thrown away): ``take`` gathers them, ``put`` scatters results back."""
+
+    def __init__(self, target_mask: torch.Tensor):
+        self.index = target_mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of the target part
+        n = self.index.numel()
+        padded = -(-n // ROW_MULTIPLE) * ROW_MULTIPLE
+        self.rows = torch.cat([self.index, self.index[:1].expand(padded - n)])
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, ...) -> (N', ...): the target rows, padded."""
+        return x.reshape(-1, *x.shape[2:])[self.rows]
+
+    def put(self, values: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """``base`` (B, L, ...) with its target rows replaced by the first N of ``values`` (N', ...)."""
+        out = base.reshape(-1, *base.shape[2:]).clone()
+        out[self.index] = values[: self.index.numel()].to(out.dtype)
+        return out.view_as(base)
 
 
 def _row_blocks(n: int, V: int, device: torch.device) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ import torch
 from ..config import ROUNDINGS
 from .diffusion import Diffusion
 from .remasking import Remasking
-from .rounding import head_choice, round_estimate
+from .rounding import TargetRows, head_choice, round_estimate
 from .samplers import Sampler
 
 # noise_fn(step_index, shape_like) -> a noise tensor like ``shape_like`` (B, L, d)
@@ -93,6 +93,8 @@ def sample_loop(
     table = model.word_embedding.weight.to(z.dtype)
     head_bias = model.lm_head_bias if rounding in ("logits", "soft") or remask is not None else None
     ac = diffusion.alphas_cumprod
+    sampler = sampler.start()  # a multistep sampler's memory belongs to this run alone
+    target = TargetRows(target_mask)
     self_cond = None
     for i, t in enumerate(steps):
         t_prev = steps[i + 1] if i + 1 < len(steps) else -1
@@ -101,10 +103,12 @@ def sample_loop(
         if model.config.self_condition:
             self_cond = z0
         doubtful = best = None
+        z0_target = target.take(z0)  # the head scores the target part only: anchoring overwrites the rest
         if remask is not None and t_prev >= 0:
-            confidence, best = head_choice(z0, table, head_bias)
-            doubtful = remask.pick(diffusion, t_prev, confidence, best, target_mask)
-        z0 = round_estimate(z0, rounding, table, head_bias, best)
+            confidence, best = head_choice(z0_target, table, head_bias)
+            blank = torch.zeros(target_mask.shape, device=z.device)
+            doubtful = remask.pick(diffusion, t_prev, target.put(confidence, blank), target.put(best, blank.long()), target_mask)
+        z0 = target.put(round_estimate(z0_target, rounding, table, head_bias, best), z0)
         a_t = torch.tensor(float(ac[t]), dtype=torch.float64).to(z.dtype).to(z.device)
         a_prev = torch.tensor(float(ac[t_prev]) if t_prev >= 0 else 1.0, dtype=torch.float64).to(z.dtype).to(z.device)
         noise = noise_fn(i, z) if (sampler.needs_noise and noise_fn is not None and t_prev >= 0) else None

@@ -15,7 +15,7 @@ Names are re-exported here on first use, so importing the package stays cheap.
 from importlib import import_module
 
 _EXPORTS = {
-    "SamplingConfig": "config", "DEFAULT_DDIM_STEPS": "config",
+    "SamplingConfig": "config", "SAMPLER_STEPS": "config",
     "Job": "jobs", "prepare": "jobs", "candidate_seed": "jobs", "exact_lengths": "jobs", "target_length": "jobs",
     "model_device": "jobs",
     "generate_texts": "batches", "sample_jobs": "batches", "sample_batch": "batches", "decode_rows": "batches",

@@ -24,6 +24,7 @@ import torch
 
 from ..core.diffusion import Diffusion
 from ..core.remasking import Remasking
+from ..core.rounding import ROW_MULTIPLE  # B·L is padded up to a multiple of this (see the module docstring)
 from ..core.samplers import make_sampler
 from ..core.sampling import SampleOutput, sample_loop, start_from_noise
 from ..modelfiles.folder import LoadedModel
@@ -31,7 +32,6 @@ from ..precision import autocast
 from .config import SamplingConfig
 from .jobs import Job, candidate_seed, model_device, prepare
 
-ROW_MULTIPLE = 8  # B·L is padded up to a multiple of this (see the module docstring)
 
 
 def padded_rows(rows: int, length: int) -> int:
@@ -69,12 +69,12 @@ def sample_batch(
     def draw() -> torch.Tensor:  # (R, L, d): each real row from its own generator
         return torch.cat([torch.stack([torch.randn((L, d), generator=g) for g in gens]), pad])
 
-    sampler = make_sampler(opts.sampler, opts.eta)
+    sampler = make_sampler(opts.sampler_for(loaded.config), opts.eta)
     noise_fn = (lambda i, like: draw().to(like.device, like.dtype)) if sampler.needs_noise else None
     z_T = draw().to(device)
     ids, mask = ids.to(device), mask.to(device)
     T = diffusion.num_steps
-    steps = opts.visited_steps(T)
+    steps = opts.visited_steps(loaded.config)
     start = steps[0]
     with autocast(precision, device):
         src_emb = model.embed(ids)

@@ -16,14 +16,23 @@ from dataclasses import dataclass
 from ..config import LENGTH_MODES, REMASK_SCHEDULES, ROUNDINGS, SAMPLERS
 from ..errors import FieldError, at_least, literal
 
-DEFAULT_DDIM_STEPS = 20  # a DDIM sample's steps unless told (`generate`, the API, the training probe)
+# A sampler's steps when neither the caller (`generate --steps`, the API, the training probe) nor the
+# model (config.json "decoding") says: 20 for DDIM (the default before models said), 10 for
+# DPM-Solver++ (DiffuSeq-v2's); ddpm takes all of the model's T.
+SAMPLER_STEPS = {"ddim": 20, "dpm++": 10}
+# `generate` on a CPU without --nproc: one worker per usable core (one thread each), at most this many;
+# on these 2 cores two one-thread workers beat one two-thread process (docs/benchmarks.md, "Processes").
+CPU_PROCESSES = 8
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    # Denoising steps. None: DEFAULT_DDIM_STEPS with ddim, all of the model's T with ddpm.
+    # Denoising steps. None: the model's own for its sampler (config.json "decoding"), else
+    # SAMPLER_STEPS's, or all of the model's T with ddpm.
     steps: int | None = None
-    sampler: str = "ddim"  # ddim over the visited steps, or ddpm (ancestral)
+    # ddim or dpm++ (deterministic, over the visited steps) or ddpm (ancestral). None: the model's
+    # own (config.json "decoding"; ddim for older folders).
+    sampler: str | None = None
     eta: float = 0.0  # DDIM's η (0: deterministic)
     seed: int = 0
     # How the target region is sized: "predict" (the model's length head; exactly the predicted
@@ -53,7 +62,7 @@ class SamplingConfig:
     def __post_init__(self):
         for name in ("steps", "lengths", "multiple", "batch_size"):
             at_least(name, getattr(self, name))
-        if self.sampler not in SAMPLERS:
+        if self.sampler not in (None, *SAMPLERS):
             raise FieldError(f"{{sampler}} must be one of {', '.join(SAMPLERS)}, got {literal(repr(self.sampler))}")
         if self.eta < 0:
             raise FieldError(f"{{eta}} must be 0 or more, got {self.eta}")
@@ -71,29 +80,38 @@ class SamplingConfig:
     def check(self, config) -> None:
         """Raise FieldError when ``config``'s model cannot sample as asked (before any work starts)."""
         T = config.diffusion.steps
-        if not 1 <= self.num_steps(T) <= T:
+        if not 1 <= self.steps_for(config) <= T:
             raise FieldError(f"{{steps}} must be between 1 and the model's T = {T}")
         mode = self.length_for(config)
         self.remask_share_for(config)
         if mode != "predict" and self.lengths is not None and self.lengths > 1:
             raise FieldError("{lengths} needs {length} predict (a model with a length head)")
 
-    def num_steps(self, T: int) -> int:
-        """The denoising steps asked for: ``steps``, else DEFAULT_DDIM_STEPS with ddim and T with ddpm."""
+    def sampler_for(self, config) -> str:
+        """The sampler used: ``sampler``, else the model's (config.json "decoding")."""
+        return self.sampler or config.decoding.sampler
+
+    def steps_for(self, config) -> int:
+        """The denoising steps asked for: ``steps``; else the model's own when its sampler is used;
+        else the sampler's default (SAMPLER_STEPS), at most T; ddpm: T."""
         if self.steps is not None:
             return self.steps
-        return min(DEFAULT_DDIM_STEPS, T) if self.sampler == "ddim" else T
+        sampler, own, T = self.sampler_for(config), config.decoding, config.diffusion.steps
+        if sampler == own.sampler and own.steps is not None:
+            return min(own.steps, T)
+        return min(SAMPLER_STEPS[sampler], T) if sampler in SAMPLER_STEPS else T
 
     def start_step(self, T: int) -> int:
         """The timestep sampling starts from: strength·(T-1) (T-1 from pure noise)."""
         return round(self.strength * (T - 1))
 
-    def visited_steps(self, T: int) -> list[int]:
-        """The timesteps a sample visits: ``num_steps`` from ``start_step`` down to 0, at most all of them."""
+    def visited_steps(self, config) -> list[int]:
+        """The timesteps a sample visits: ``steps_for`` from ``start_step`` down to 0, at most all of them."""
         from ..core.sampling import step_schedule  # torch-free function in a torch module: imported when sampling
 
+        T = config.diffusion.steps
         start = self.start_step(T)
-        return step_schedule(min(self.num_steps(T), start + 1), T, start)
+        return step_schedule(min(self.steps_for(config), start + 1), T, start)
 
     def length_for(self, config) -> str:
         """The region sizing used: ``length``, or predict for models with a length head, else auto."""

@@ -61,6 +61,16 @@ class GenerateOptions:
         if self.mbr:
             get_utility(self.mbr_metric)
 
+    @property
+    def batch(self) -> int:
+        """Candidates per model call, in whole lines: all n candidates of a line in one call."""
+        return max(self.num_samples, self.sampling.batch_size // self.num_samples * self.num_samples)
+
+    @property
+    def window(self) -> int:
+        """Unfinished lines held at most: ``max_pending``, else 4 batches' worth, at least 8."""
+        return self.max_pending or max(4 * self.batch // self.num_samples, 8)
+
 
 def preferences(loaded: LoadedModel, opts: GenerateOptions) -> Preferences:
     """What MBR's choice should also be: ``opts``' settings, else the model's own (config.json "decoding")."""
@@ -142,8 +152,7 @@ def generate_stream(
     device = torch.device(opts.device) if opts.device else model_device(loaded)
     diffusion = Diffusion(loaded.config.diffusion)
     n = opts.num_samples
-    batch = max(n, opts.sampling.batch_size // n * n)  # whole lines: all n candidates of a line in one call
-    max_pending = opts.max_pending or max(4 * batch // n, 8)
+    batch, max_pending = opts.batch, opts.window
     prefs = preferences(loaded, opts)
 
     buckets: dict[int, list[tuple[Job, int]]] = defaultdict(list)  # length -> (job, k) waiting, oldest first

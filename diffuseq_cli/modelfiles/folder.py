@@ -104,9 +104,17 @@ def write_model_folder(
     folder = Path(folder)
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu() for k, v in state_dict.items()}
     save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "diffuseq_format": str(config.written_version())})
-    (folder / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    write_config(folder, config)
     tokenizer.save(folder / TOKENIZER)
     (folder / CARD).write_text(card)
+
+
+def write_config(folder: Path, config: ModelFolderConfig) -> None:
+    """``config.json`` of a model folder (atomically: a folder whose other files stay as they are)."""
+    path = Path(folder) / CONFIG
+    tmp = path.with_name(f".{CONFIG}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def save_model_folder(folder: Path, config: ModelFolderConfig, model: DiffuSeqTransformer, tokenizer: TextTokenizer, card: str, dtype=None) -> None:

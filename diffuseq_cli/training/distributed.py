@@ -11,18 +11,16 @@ a SIGKILL): on Linux through the kernel's parent-death signal.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
-import signal
 import socket
-import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from ..errors import DiffuseqError
+from ..processes import die_with_parent
 from ..threads import usable_cpus
 
 
@@ -92,25 +90,8 @@ def _drain(outcomes) -> list:
     return items
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: have the kernel SIGTERM this worker when its launching process dies.
-
-    Without it, killing ``diffuseq train --nproc 2`` (not its process group) leaves the
-    workers training on, holding the cores and the run folder.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        if ctypes.CDLL(None, use_errno=True).prctl(1, ctypes.c_ulong(signal.SIGTERM)) != 0:  # 1 = PR_SET_PDEATHSIG
-            return
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
 def _entry(local_rank: int, worker, nprocs: int, args: tuple, outcomes, parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     os.environ["RANK"] = str(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
     os.environ["LOCAL_WORLD_SIZE"] = str(nprocs)

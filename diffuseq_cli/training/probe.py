@@ -18,9 +18,10 @@ PROBE_SEED = 0  # the same noise at every evaluation, so that probe values diffe
 
 
 def bleu_probe(loaded, path, lines: int, steps: int | None = None) -> dict:
-    """BLEU of one DDIM sample per line on the first ``lines`` pairs, and of copying the source.
+    """BLEU of one sample per line on the first ``lines`` pairs, and of copying the source.
 
-    ``steps``: DDIM steps (at most the model's T); None: ``generate``'s default.
+    The model's own sampler (config.json "decoding"; ddim unless set). ``steps``: its steps (at
+    most the model's T); None: ``generate``'s default.
     """
     pairs = list(itertools.islice(read_pairs(path), lines))
     srcs = [s for s, _, _ in pairs]

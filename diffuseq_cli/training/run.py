@@ -19,7 +19,7 @@ from ..modelfiles.hub import resolve_init
 from ..modelfiles.init_model import InitModel
 from ..modelfiles.run_folder import latest_checkpoint, write_text_atomic
 from ..modelfiles.tokenizer import TextTokenizer, load_tokenizer, tokenizer_from_str, train_bpe
-from ..precision import resolve_device
+from ..precision import check_gpus, resolve_device
 from ..textio import check_readable
 from . import distributed
 from .config import TrainConfig, check_resumable, read_run_config
@@ -184,10 +184,7 @@ def _texts(path):
 
 def _device_kind(cfg: TrainConfig) -> str:
     if cfg.gpus:
-        if not torch.cuda.is_available():
-            raise FieldError("{gpus} was given, but no CUDA GPU is available (use {nproc} N for CPU processes)")
-        if max(cfg.gpus) >= torch.cuda.device_count():
-            raise FieldError(f"{{gpus}} {','.join(map(str, cfg.gpus))}: this machine has {torch.cuda.device_count()} GPU(s)")
+        check_gpus(cfg.gpus)
         return "cuda"
     return torch.device(resolve_device(cfg.device)).type
 
