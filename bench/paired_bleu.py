@@ -7,7 +7,8 @@ For each set and each setting that ``bench/sweep_steps.py`` sampled into ``--wor
 (``{set}-{first}-{sampler}-{steps}.jsonl``), the mean over lines of (the setting's sentence BLEU
 minus the ``--against`` setting's), the standard error of that mean, and the share of lines whose
 chosen output is the same: a difference of two standard errors or less is within the noise of
-these lines. One JSON row per (set, setting).
+these lines. One JSON row per (set, setting); settings sampled on fewer lines than the set's are
+left out.
 """
 
 from __future__ import annotations
@@ -36,19 +37,26 @@ def main() -> int:
         name, _, refs, first = read_set(spec)
         ref_stats = [metrics.prepare(r) for r in refs]
 
-        def per_line(path: Path) -> tuple[list[float], list[str]]:
+        def per_line(path: Path) -> tuple[list[float], list[str]] | None:
+            """Each line's sentence BLEU and chosen output; None when the file covers fewer lines."""
             records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()][: len(refs)]
             if len(records) < len(refs):
-                raise SystemExit(f"{path}: {len(records)} lines, fewer than the set's {len(refs)}")
+                return None
             best = [r["best"] for r in records]
             return [metrics.sentence_bleu(metrics.prepare(b), s) for b, s in zip(best, ref_stats)], best
 
-        base, base_best = per_line(args.work / f"{name}-{first}-{args.against}.jsonl")
+        against = per_line(args.work / f"{name}-{first}-{args.against}.jsonl")
+        if against is None:
+            raise SystemExit(f"{args.against} covers fewer lines of {name} than the set's {len(refs)}")
+        base, base_best = against
         for path in sorted(args.work.glob(f"{name}-{first}-*.jsonl")):
             setting = path.stem[len(f"{name}-{first}-"):]
             if setting == args.against:
                 continue
-            scores, best = per_line(path)
+            sampled = per_line(path)
+            if sampled is None:  # sampled on fewer lines: not this set's
+                continue
+            scores, best = sampled
             diff = [a - b for a, b in zip(scores, base)]
             mean = math.fsum(diff) / len(diff)
             se = math.sqrt(math.fsum((d - mean) ** 2 for d in diff) / (len(diff) - 1) / len(diff))

@@ -96,8 +96,8 @@ class DiffuSeq:
 
         ``options`` are :class:`~diffuseq_cli.generation.config.SamplingConfig` fields, the same
         settings as ``diffuseq generate``'s options and with the same defaults (the model's own
-        sampler and steps, length sizing, rounding, re-masking and dedup; 20 DDIM steps for older models): ``steps``, ``sampler``,
-        ``seed``, ``length``, ``lengths``, ``rounding``, ``strength``, ``remask``,
+        sampler and steps, length sizing, rounding, re-masking and dedup; 20 DDIM steps for
+        older models): ``steps``, ``sampler``, ``seed``, ``length``, ``lengths``, ``rounding``, ``strength``, ``remask``,
         ``remask_schedule``, ``remask_repeats``, ``dedup``, ``batch_size``, ``eta``. ``config``:
         a whole SamplingConfig to start from instead of the defaults.
         """

@@ -21,7 +21,7 @@ from ..errors import FieldError, at_least, literal
 # DPM-Solver++ (DiffuSeq-v2's); ddpm takes all of the model's T.
 SAMPLER_STEPS = {"ddim": 20, "dpm++": 10}
 # `generate` on a CPU without --nproc: one worker per usable core (one thread each), at most this many;
-# on these 2 cores two one-thread workers beat one two-thread process (docs/benchmarks.md, "Processes").
+# on these 2 cores two one-thread workers beat one two-thread process (docs/benchmarks.md, "Fewer steps", its last paragraph).
 CPU_PROCESSES = 8
 
 
