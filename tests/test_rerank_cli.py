@@ -108,6 +108,16 @@ def test_failure_leaves_no_output_file(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.txt"]
 
 
+@pytest.mark.parametrize("layout", ["consecutive", "jsonl"])
+def test_a_bad_line_late_in_a_file_fails_before_any_result_is_written(run, tmp_path, layout):
+    """Regular files are read through before the first result goes out: stdout gets nothing partial."""
+    path = _consecutive(tmp_path) if layout == "consecutive" else _jsonl(tmp_path)
+    path.write_bytes(path.read_bytes() + (b"\xff broken\n" * (5 if layout == "consecutive" else 1)))
+    code, out, err = run(path, *(["-n", "5"] if layout == "consecutive" else []))
+    assert code == 1 and out == ""
+    assert f"{path.name}:{1001 if layout == 'consecutive' else 201}:" in err and "UTF-8" in err
+
+
 @pytest.mark.parametrize(
     "make_args, code, pieces",
     [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Annotated, Optional
 
 import typer
@@ -54,8 +56,14 @@ def rerank(
     from ..evaluation.rerank import read_candidate_sets, rerank as run
     from ..textio import atomic_output, check_writable
 
-    sets = read_candidate_sets(files, per_line=num_samples, input_format=input_format.value)
     check_writable(output, inputs=files)
+    if all(f != "-" and Path(f).is_file() for f in files):
+        # Regular files are read through once first: a bad line anywhere fails now, before the
+        # first result reaches the output (a reader of stdout gets nothing partial). Streams can
+        # only be checked as they are read.
+        for _ in read_candidate_sets(files, per_line=num_samples, input_format=input_format.value):
+            pass
+    sets = read_candidate_sets(files, per_line=num_samples, input_format=input_format.value)
     results = run(sets, metric=metric.value, nbest=nbest)
     with atomic_output(output) as out:
         for number, result in enumerate(results, start=1):
