@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from diffuseq_cli.cli import main
-from diffuseq_cli.core.layout import pack, truncate_pair
+from diffuseq_cli.core.layout import NUM_SPECIALS, SOURCE_SPECIALS, pack, truncate_pair
 from diffuseq_cli.errors import DataError
 from diffuseq_cli.modelfiles.tokenizer import train_bpe
 from diffuseq_cli.training import data as data_mod
@@ -91,6 +91,7 @@ def test_pack_is_the_official_layout():
     ids, n_src = pack([10, 11], [20], cls_id=2, sep_id=3)
     assert ids == [2, 10, 11, 3, 3, 2, 20, 3]
     assert n_src == 5
+    assert n_src == 2 + SOURCE_SPECIALS and len(ids) == 3 + NUM_SPECIALS  # what generation's length budget counts
 
 
 def test_truncation_shortens_the_longer_side_and_keeps_both():

@@ -8,6 +8,7 @@ packs pairs this way; generation packs the source part alone and samples the tar
 from __future__ import annotations
 
 NUM_SPECIALS = 5  # [CLS] [SEP] [SEP] [CLS] [SEP]
+SOURCE_SPECIALS = 3  # the source part's: [CLS] x [SEP] [SEP]
 
 
 def truncate_pair(x: list[int], y: list[int], budget: int) -> tuple[list[int], list[int], bool]:

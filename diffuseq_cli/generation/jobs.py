@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.layout import pack_source, truncate_pair
+from ..core.layout import SOURCE_SPECIALS, pack_source, truncate_pair
 from ..core.seeds import derived_seed
 from ..modelfiles.folder import LoadedModel
 from .config import SamplingConfig
@@ -100,7 +100,7 @@ def prepare(loaded: LoadedModel, texts: list[str], first_line: int, opts: Sampli
     for measuring what a perfect length predictor would give), instead of ``opts.length``.
     """
     seq = loaded.config.sequence
-    budget = max(1, seq.seq_len - 3 - MIN_TARGET)  # [CLS] x [SEP] [SEP], then at least MIN_TARGET target positions
+    budget = max(1, seq.seq_len - SOURCE_SPECIALS - MIN_TARGET)  # [CLS] x [SEP] [SEP], then at least MIN_TARGET target positions
     mode = opts.length_for(loaded.config)
     packed = []
     for ids in loaded.tokenizer.encode(texts):
