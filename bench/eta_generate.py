@@ -11,6 +11,9 @@ counts lines written (they come out in input order, so late in bursts), ``by_can
 counts candidates sampled, ``by_calls`` counts model calls, which the stream can count ahead
 once the input is read (what ``commands.generate_run.eta_text`` uses). A ratio of 1 is exact;
 2 means the ETA said twice the real rest.
+
+``--nproc N`` runs the path of several workers (``generation.parallel``, the CPU default), where
+only lines out can be counted (each worker's batches are its own): ``by_lines`` alone.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "QQP" / "valid.jsonl"))
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("-n", type=int, default=1)
+    parser.add_argument("--nproc", type=int, default=None, help="workers (generate --nproc); default: one stream")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -55,23 +59,29 @@ def main() -> None:
     def on_batch(count: int, calls_left: int | None) -> None:
         work.append((time.perf_counter() - start, (work[-1][1] if work else 0) + count, calls_left))
 
-    out_at = [time.perf_counter() - start for _ in generate_stream(loaded, iter(sources), opts, on_batch=on_batch)]
+    if args.nproc:
+        from diffuseq_cli.generation.parallel import generate_parallel, worker_devices
+
+        results = generate_parallel(loaded, iter(sources), opts, worker_devices("cpu", args.nproc))
+    else:
+        results = generate_stream(loaded, iter(sources), opts, on_batch=on_batch)
+    out_at = [time.perf_counter() - start for _ in results]
     total = out_at[-1]
     by_lines = [_row(share, out_at[max(1, round(share * len(out_at))) - 1], max(1, round(share * len(out_at))),
                      len(out_at), total) for share in SHARES]
     by_candidates = []
-    for share in SHARES:
+    for share in SHARES if work else ():
         seconds, done = next((t, c) for t, c, _ in work if c >= share * work[-1][1])
         by_candidates.append(_row(share, seconds, done, work[-1][1], total))
     by_calls = []
-    for share in SHARES:
+    for share in SHARES if work else ():
         k = max(1, round(share * len(work)))
         seconds, _, left = work[k - 1]
         by_calls.append(_row(share, seconds, k, k + left, total) if left is not None else {"share": share, "left": None})
     first = {"lines_done": 1, "elapsed_s": round(out_at[0], 2), "eta_s": round(out_at[0] * (len(sources) - 1), 2),
              "real_rest_s": round(total - out_at[0], 2)}
     figures = {"command": " ".join(["python", "bench/eta_generate.py", *sys.argv[1:]]), "lines": len(sources),
-               "num_samples": args.n, "total_s": round(total, 2), "threads": os.environ.get("OMP_NUM_THREADS"),
+               "num_samples": args.n, "nproc": args.nproc, "total_s": round(total, 2), "threads": os.environ.get("OMP_NUM_THREADS"),
                "after_the_first_line": first, "by_lines": by_lines, "by_candidates": by_candidates,
                "by_calls": by_calls}
     text = json.dumps(figures, indent=1)

@@ -179,6 +179,11 @@ def test_the_eta_waits_until_the_work_left_is_known_and_a_fifth_is_done():
     assert eta_text(1, 30, 2.0) == ""  # 1 of 31 calls: too early to say
     assert eta_text(10, 30, 20.0) == "ETA 1:00"  # 2 s a call, 30 calls left
     assert eta_text(10, 0, 20.0) == "ETA 0:00"
+    # with several workers it counts lines, and waits for half of them
+    from diffuseq_cli.commands.generate_run import ETA_AFTER_LINES
+
+    assert eta_text(10, 30, 20.0, after=ETA_AFTER_LINES) == ""  # a quarter of the lines: too early
+    assert eta_text(20, 20, 20.0, after=ETA_AFTER_LINES) == "ETA 0:20"
 
 
 def test_the_summary_says_how_many_lines_were_blank(tmp_path, model):

@@ -133,7 +133,7 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
             raise DiffuseqError(f"<stdout>: cannot write ({exc.strerror or exc})") from None
 
     try:
-        if parallel:  # the workers' batches are theirs: the ETA counts lines (consecutive chunks, each sorted alike)
+        if parallel:  # the workers' batches are their own: the ETA counts lines, shown from ETA_AFTER_LINES
             results_in = generate_parallel(loaded, sources, opts, devices, start_line=skip)
         else:
             results_in = generate_stream(loaded, sources, opts, start_line=skip, on_batch=on_batch)
@@ -142,7 +142,8 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
             tally.add(result)
             elapsed = time.perf_counter() - start
             rate = tally.lines / max(elapsed, 1e-9)
-            eta = {} if not parallel or total is None else {"eta": eta_text(tally.lines, total - skip - tally.lines, elapsed)}
+            eta = ({} if not parallel or total is None
+                   else {"eta": eta_text(tally.lines, total - skip - tally.lines, elapsed, after=ETA_AFTER_LINES)})
             progress.update(advance=1, description="generating", rate=f"{rate:.2f} lines/s", **eta)
         if results is not None:
             results.finish()
@@ -183,12 +184,16 @@ def run_generate(sampling, *, input, output, model, task, tokenizer, heads, num_
 # the ETA appears once this share of the calls is done, before which the first calls (with the
 # warm-up) say little.
 ETA_AFTER = 0.2
+# With several workers (the CPU default) only lines out can be counted, and each worker's chunk
+# comes out in a burst once its sorted batches are done: from lines, the ETA said 3.2-4.7 times
+# the real rest at a fifth of the job and 1.3-1.8 times at half (docs/data/eta-generate-nproc2-*.json).
+ETA_AFTER_LINES = 0.5
 
 
-def eta_text(done: int, left: int | None, elapsed: float) -> str:
-    """``ETA m:ss`` from the average time per call so far, once ``left`` is known and ETA_AFTER of
-    the calls are done; else ""."""
-    if left is None or done < 1 or done < ETA_AFTER * (done + left):
+def eta_text(done: int, left: int | None, elapsed: float, after: float = ETA_AFTER) -> str:
+    """``ETA m:ss`` from the average time per unit of work (a model call, or a line) so far, once
+    ``left`` is known and the share ``after`` of the work is done; else ""."""
+    if left is None or done < 1 or done < after * (done + left):
         return ""
     seconds = round(elapsed / done * left)
     return f"ETA {seconds // 60}:{seconds % 60:02d}"
