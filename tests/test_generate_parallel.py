@@ -87,6 +87,26 @@ def test_lines_stream_out_and_the_input_is_read_only_ahead_of_the_workers(model)
     assert consumed[0] <= max(2 * size, 64) + size + 2 * parallel.CHUNKS_PER_WORKER * size + 2
 
 
+def test_worker_0_alone_takes_the_threads_of_the_workers_not_started(model, monkeypatch):
+    """An input of one chunk never starts the others: worker 0 samples it with all their threads
+    (before, 200 lines with -n 1 ran on one core of two), and writes the same candidates."""
+    import torch
+
+    loaded = load_model_folder(model)
+    opts = GenerateOptions(num_samples=1, sampling=SamplingConfig(steps=2, batch_size=8))
+    calls, real = [], torch.set_num_threads
+
+    def spy(n):
+        calls.append((threading.current_thread().name, n))
+        real(n)
+
+    monkeypatch.setattr(torch, "set_num_threads", spy)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    got = list(generate_parallel(loaded, iter(SOURCES[:3]), opts, ["cpu", "cpu", "cpu"]))
+    assert ("diffuseq-generate-0", 3) in calls
+    assert [r.candidates for r in got] == [r.candidates for r in generate_stream(loaded, SOURCES[:3], opts)]
+
+
 def test_the_first_line_comes_while_the_input_is_still_open(model):
     loaded = load_model_folder(model)
     release = threading.Event()

@@ -128,11 +128,15 @@ def generate_parallel(
     try:
         torch.set_num_threads(threads)
         inbox, stopped = queue.Queue(), threading.Event()
+        # Until the others start, worker 0 is the only one working: on a CPU it takes their threads too
+        # (an input of one chunk, e.g. 200 lines with -n 1, would otherwise run on one core of two).
+        solo = threads * len(devices) if all(d == "cpu" for d in devices) else threads
         thread = threading.Thread(target=_serve, args=(loaded, replace(opts, device=devices[0]), threads, inbox, results,
                                                        stopped), daemon=True, name="diffuseq-generate-0")
         thread.start()
         workers.append(_Worker(thread, inbox, stopped))
-        yield from _schedule(lines, opts, workers, start_others if payloads else None, results, start_line)
+        yield from _schedule(lines, opts, workers, start_others if payloads else None, results, start_line,
+                             (threads, solo))
     finally:
         _stop(workers)
         torch.set_num_threads(threads_before)
@@ -153,11 +157,12 @@ def _sigint_ignored():
 
 
 def _schedule(lines, opts: GenerateOptions, workers: list[_Worker], start_others, results,
-              start_line: int) -> Iterator[LineResult]:
+              start_line: int, threads: tuple[int, int] = (1, 1)) -> Iterator[LineResult]:
     """The parent's loop: read lines into chunks, hand them out, put the results back in order.
 
     ``start_others()`` starts the other workers: called when a chunk is ready and every worker has
-    one already (an input of one chunk, such as one line, costs no start-up)."""
+    one already (an input of one chunk, such as one line, costs no start-up). ``threads``: a
+    worker's threads, and worker 0's while it is the only one (each chunk says which)."""
     size = opts.window  # lines per chunk: as many as one process keeps unfinished
     reader = _Reader(lines, maxsize=max(2 * size, 64))
     chunks: dict[int, _Chunk] = {}
@@ -208,7 +213,8 @@ def _schedule(lines, opts: GenerateOptions, workers: list[_Worker], start_others
                 cut = [len(buffer) * i // parts for i in range(parts + 1)]
                 for worker, lo, hi in zip(free, cut, cut[1:]):
                     chunks[next_chunk] = _Chunk()
-                    worker.inbox.put((next_chunk, next_line, buffer[lo:hi]))
+                    alone = worker is workers[0] and len(workers) == 1
+                    worker.inbox.put((next_chunk, next_line, buffer[lo:hi], threads[alone]))
                     worker.out.append(next_chunk)
                     worker.served += 1
                     next_line += hi - lo
@@ -279,14 +285,15 @@ def _work(threads: int, inbox, results, parent: int) -> None:
 
 def _serve(loaded: LoadedModel, opts: GenerateOptions, threads: int, inbox, results,
            stopped: threading.Event | None = None) -> None:
-    """The worker's threads and device, then chunks in, LineResults out and ``None`` for a finished
-    chunk; a failure goes out as ``(None, error)``."""
+    """The worker's threads and device, then chunks in (each with the threads to sample it with),
+    LineResults out and ``None`` for a finished chunk; a failure goes out as ``(None, error)``."""
     try:
         torch.set_num_threads(threads)  # per thread too: OpenMP's thread count is a thread's own setting
         _place(loaded, opts.device)
         halted = stopped.is_set if stopped is not None else (lambda: False)
         while (task := inbox.get()) is not None and not halted():
-            chunk, first, texts = task
+            chunk, first, texts, chunk_threads = task
+            torch.set_num_threads(chunk_threads)
             for result in generate_stream(loaded, texts, opts, start_line=first):
                 if halted():
                     return
