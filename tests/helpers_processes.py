@@ -1,8 +1,10 @@
-"""Finding the processes a test started (a command and its workers) by a marker in their environment."""
+"""Finding the processes a test started (a command and its workers) by a marker in their environment;
+starting one as a terminal would, for the tests that press Ctrl-C."""
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -30,3 +32,10 @@ def none_left(mark: str, seconds: float = 10.0) -> bool:
     while alive_with(mark) and time.monotonic() < deadline:
         time.sleep(0.1)
     return not alive_with(mark)
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a command a test interrupts with SIGINT: Ctrl-C's default action, as in a
+    terminal's foreground job. A test run started in the background of a script (``cmd &``) has
+    SIGINT ignored, which a child inherits, and the signal would then do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -23,7 +23,7 @@ from diffuseq_cli.generation.config import CPU_PROCESSES
 from diffuseq_cli.generation.parallel import generate_parallel, worker_devices
 from diffuseq_cli.modelfiles.folder import load_model_folder
 from diffuseq_cli.training.data import read_pairs
-from helpers_processes import marked_env, none_left
+from helpers_processes import as_from_a_terminal, marked_env, none_left
 from paths import QQP_VALID
 from test_generate_cli import model, run  # noqa: F401: the fixtures (a tiny model folder; the command in-process)
 
@@ -133,7 +133,8 @@ def test_ctrl_c_keeps_the_finished_lines_and_ends_the_workers(model, tmp_path):
     env, mark = marked_env()
     cmd = [sys.executable, "-m", "diffuseq_cli", "generate", "-m", model, "-i", str(many), "-o", str(out),
            "--steps", "3", "-b", "4", "--nproc", "2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_from_a_terminal)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:

@@ -27,6 +27,7 @@ from diffuseq_cli.training.config import with_recipe
 from diffuseq_cli.training.probe import PROBE_SEED, bleu_probe
 from diffuseq_cli.training.run import train
 
+from helpers_processes import as_from_a_terminal
 from paths import QQP_VALID, ROOT, needs_shared
 
 
@@ -129,7 +130,7 @@ def test_ctrl_c_stops_train_with_one_line_and_the_run_resumes(tmp_path, tokenize
                "--log-every", "1000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "diffuseq_cli", "train", *options], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     try:
         deadline = time.monotonic() + 120
         while latest_checkpoint(run) is None:

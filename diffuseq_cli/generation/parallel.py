@@ -46,6 +46,7 @@ from .stream import _END, GenerateOptions, LineResult, _Reader, generate_stream
 CHUNKS_PER_WORKER = 2  # out at once: one sampled, one waiting, so a worker never idles between chunks
 POLL_SECONDS = 0.02  # how often the parent looks at the input and the results while both are quiet
 THREAD_STOP_SECONDS = 60.0  # at most this long for worker 0 (a thread) to reach its next result when stopped
+READY_SECONDS = 10.0  # at most this long for a starting worker to finish receiving the model when stopped
 
 
 def worker_devices(device: str, nproc: int | None = None, gpus: tuple[int, ...] | None = None) -> list[str]:
@@ -77,8 +78,9 @@ class _Worker:
     """A worker: worker 0 is a thread of this process on the model it holds (no start-up, no copy);
     the others are processes. ``out`` holds the ids of its chunks not yet complete."""
 
-    def __init__(self, handle, inbox, stopped: threading.Event | None = None):
+    def __init__(self, handle, inbox, stopped: threading.Event | None = None, ready=None):
         self.handle, self.inbox, self.stopped = handle, inbox, stopped
+        self.ready = ready  # a process's: set once it holds the model (None for worker 0)
         self.out: deque = deque()
         self.served = 0  # chunks handed to it
 
@@ -114,12 +116,12 @@ def generate_parallel(
         started = []
         with _sigint_ignored():  # inherited through exec: a Ctrl-C never interrupts a worker, even while it starts
             for rank, payload in payloads:
-                inbox = ctx.Queue()
-                process = ctx.Process(target=_work, args=(threads, inbox, results, os.getpid()), daemon=True,
+                inbox, ready = ctx.Queue(), ctx.Event()
+                process = ctx.Process(target=_work, args=(threads, inbox, results, os.getpid(), ready), daemon=True,
                                       name=f"diffuseq-generate-{rank}")
                 process.start()
                 inbox.put(payload)  # not through start(): it would wait until the new process had imported torch
-                started.append(_Worker(process, inbox))
+                started.append(_Worker(process, inbox, ready=ready))
         payloads.clear()
         return started
 
@@ -249,7 +251,8 @@ def _wait(workers: list[_Worker]) -> None:
 
 def _stop(workers: list[_Worker]) -> None:
     """End the workers: ask, give the processes a moment, then terminate them (one never given a
-    chunk at once: it may still be starting)."""
+    chunk at once). A process still receiving the model is let finish first: ended in the middle,
+    it leaves this process's sharing thread (multiprocessing's resource sharer) a traceback to print."""
     for worker in workers:
         worker.stop()
         if hasattr(worker.inbox, "cancel_join_thread"):  # a process's queue: never wait to flush it
@@ -262,6 +265,10 @@ def _stop(workers: list[_Worker]) -> None:
             # interpreter exits can abort it (OpenMP's pool torn down under it).
             process.join(timeout=THREAD_STOP_SECONDS)
             continue
+        limit = time.monotonic() + READY_SECONDS
+        while worker.ready is not None and process.is_alive() and time.monotonic() < limit:
+            if worker.ready.wait(timeout=POLL_SECONDS):
+                break
         if worker.served:
             process.join(timeout=max(0.0, deadline - time.monotonic()))
         if process.is_alive():
@@ -276,10 +283,11 @@ def _place(loaded: LoadedModel, device: str) -> None:
     loaded.model.to(device)
 
 
-def _work(threads: int, inbox, results, parent: int) -> None:
+def _work(threads: int, inbox, results, parent: int, ready) -> None:
     """A worker process: the model and options (its first message), then ``_serve``."""
     die_with_parent(parent)
     loaded, opts = pickle.loads(inbox.get())
+    ready.set()
     _serve(loaded, opts, threads, inbox, results)
 
 
