@@ -75,10 +75,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def rereadable(path: str | Path) -> bool:
+    """A regular file, which can be read through once to check it and again to use it; stdin ("-"),
+    pipes and devices can only be read once, and are checked as they are read."""
+    return str(path) != "-" and Path(path).is_file()
+
+
 def count_lines(path: str | Path) -> int | None:
     """Lines as ``iter_lines`` reads them (a last line without a final newline counts); None for
     stdin and anything but a regular file, which cannot be read twice."""
-    if str(path) == "-" or not Path(path).is_file():
+    if not rereadable(path):
         return None
     count, last = 0, b"\n"
     with open(path, "rb") as f:

@@ -22,7 +22,7 @@ from pathlib import Path
 import typer
 
 from ..errors import DiffuseqError
-from ..textio import check_readable, check_writable
+from ..textio import check_readable, check_writable, rereadable
 from .display import Bar, Spinner, on_terminal, reader_gone, silence_stdout
 
 
@@ -44,7 +44,7 @@ def _sources(input: str, input_format: str):
 def _check_input(input: str, input_format: str) -> int | None:
     """Read a regular input file through once: a bad line anywhere is an error now, before the model
     loads. Returns its number of sources (None for stdin, a pipe or a device, read only once)."""
-    if input == "-" or not Path(input).is_file():
+    if not rereadable(input):
         return None
     return sum(1 for _ in _sources(input, input_format))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from typing import Annotated, Optional
 
 import typer
@@ -54,10 +52,10 @@ def rerank(
     """
     from ..errors import DataError
     from ..evaluation.rerank import read_candidate_sets, rerank as run
-    from ..textio import atomic_output, check_writable
+    from ..textio import atomic_output, check_writable, rereadable
 
     check_writable(output, inputs=files)
-    if all(f != "-" and Path(f).is_file() for f in files):
+    if all(rereadable(f) for f in files):
         # Regular files are read through once first: a bad line anywhere fails now, before the
         # first result reaches the output (a reader of stdout gets nothing partial). Streams can
         # only be checked as they are read.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, UsageError, at_least
-from ..textio import count_lines, display_name, iter_lines
+from ..textio import count_lines, display_name, iter_lines, rereadable
 from .mbr import MBROutput, get_utility, mbr_select
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
@@ -147,7 +147,7 @@ def _not_multiple(name: str, count: int, k: int) -> str:
 def _check_counts(paths: Sequence, problem) -> None:
     """Misaligned regular files fail before any result is written (a pipe consumer sees nothing
     partial); stdin and other streams can only be checked as they are read (the exit status decides)."""
-    if any(p == "-" or not Path(p).is_file() for p in paths):
+    if not all(rereadable(p) for p in paths):
         return
     message = problem([display_name(p) for p in paths], [count_lines(p) for p in paths])
     if message:
