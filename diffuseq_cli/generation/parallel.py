@@ -117,7 +117,7 @@ def generate_parallel(
         with _sigint_ignored():  # inherited through exec: a Ctrl-C never interrupts a worker, even while it starts
             for rank, payload in payloads:
                 inbox, ready = ctx.Queue(), ctx.Event()
-                process = ctx.Process(target=_work, args=(threads, inbox, results, os.getpid(), ready), daemon=True,
+                process = ctx.Process(target=_work, args=(inbox, results, os.getpid(), ready), daemon=True,
                                       name=f"diffuseq-generate-{rank}")
                 process.start()
                 inbox.put(payload)  # not through start(): it would wait until the new process had imported torch
@@ -133,8 +133,8 @@ def generate_parallel(
         # Until the others start, worker 0 is the only one working: on a CPU it takes their threads too
         # (an input of one chunk, e.g. 200 lines with -n 1, would otherwise run on one core of two).
         solo = threads * len(devices) if all(d == "cpu" for d in devices) else threads
-        thread = threading.Thread(target=_serve, args=(loaded, replace(opts, device=devices[0]), threads, inbox, results,
-                                                       stopped), daemon=True, name="diffuseq-generate-0")
+        thread = threading.Thread(target=_serve, args=(loaded, replace(opts, device=devices[0]), inbox, results, stopped),
+                                  daemon=True, name="diffuseq-generate-0")
         thread.start()
         workers.append(_Worker(thread, inbox, stopped))
         yield from _schedule(lines, opts, workers, start_others if payloads else None, results, start_line,
@@ -159,7 +159,7 @@ def _sigint_ignored():
 
 
 def _schedule(lines, opts: GenerateOptions, workers: list[_Worker], start_others, results,
-              start_line: int, threads: tuple[int, int] = (1, 1)) -> Iterator[LineResult]:
+              start_line: int, threads: tuple[int, int]) -> Iterator[LineResult]:
     """The parent's loop: read lines into chunks, hand them out, put the results back in order.
 
     ``start_others()`` starts the other workers: called when a chunk is ready and every worker has
@@ -215,7 +215,7 @@ def _schedule(lines, opts: GenerateOptions, workers: list[_Worker], start_others
                 cut = [len(buffer) * i // parts for i in range(parts + 1)]
                 for worker, lo, hi in zip(free, cut, cut[1:]):
                     chunks[next_chunk] = _Chunk()
-                    alone = worker is workers[0] and len(workers) == 1
+                    alone = len(workers) == 1  # worker 0, the others not started
                     worker.inbox.put((next_chunk, next_line, buffer[lo:hi], threads[alone]))
                     worker.out.append(next_chunk)
                     worker.served += 1
@@ -283,25 +283,23 @@ def _place(loaded: LoadedModel, device: str) -> None:
     loaded.model.to(device)
 
 
-def _work(threads: int, inbox, results, parent: int, ready) -> None:
+def _work(inbox, results, parent: int, ready) -> None:
     """A worker process: the model and options (its first message), then ``_serve``."""
     die_with_parent(parent)
     loaded, opts = pickle.loads(inbox.get())
     ready.set()
-    _serve(loaded, opts, threads, inbox, results)
+    _serve(loaded, opts, inbox, results)
 
 
-def _serve(loaded: LoadedModel, opts: GenerateOptions, threads: int, inbox, results,
-           stopped: threading.Event | None = None) -> None:
-    """The worker's threads and device, then chunks in (each with the threads to sample it with),
-    LineResults out and ``None`` for a finished chunk; a failure goes out as ``(None, error)``."""
+def _serve(loaded: LoadedModel, opts: GenerateOptions, inbox, results, stopped: threading.Event | None = None) -> None:
+    """The worker's device, then chunks in (each with the threads to sample it with), LineResults
+    out and ``None`` for a finished chunk; a failure goes out as ``(None, error)``."""
     try:
-        torch.set_num_threads(threads)  # per thread too: OpenMP's thread count is a thread's own setting
         _place(loaded, opts.device)
         halted = stopped.is_set if stopped is not None else (lambda: False)
         while (task := inbox.get()) is not None and not halted():
-            chunk, first, texts, chunk_threads = task
-            torch.set_num_threads(chunk_threads)
+            chunk, first, texts, threads = task
+            torch.set_num_threads(threads)  # per thread too: OpenMP's thread count is a thread's own setting
             for result in generate_stream(loaded, texts, opts, start_line=first):
                 if halted():
                     return
